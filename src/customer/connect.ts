@@ -1,0 +1,98 @@
+import type Hyperswarm from 'hyperswarm'
+import type { NoiseSecretStream } from 'hyperswarm'
+import type { Identity } from '../identity/nostr-key.js'
+import { deriveSwarmKeyPair } from '../identity/swarm-key.js'
+import { Peer } from '../wire/peer.js'
+import { createSwarm } from '../wire/swarm.js'
+import { topicForKind } from '../wire/topic.js'
+import type { ControlMessage } from '../wire/protocol.js'
+import type { SkillDescriptor } from '../skills/descriptor.js'
+
+export interface ProviderLink {
+  peer: Peer
+  /** the provider's Nostr pubkey, proven over this connection */
+  pubkey: string
+  /** the provider's swarm public key (hex), to reconnect to it */
+  swarmKey: string
+  skill: SkillDescriptor
+}
+
+export interface ConnectOptions {
+  identity: Identity
+  bootstrap?: Array<{ host: string; port: number }>
+  kind: number
+  /** only this provider (hex pubkey) is acceptable */
+  providerPubkey?: string
+  /** its swarm key (from its NIP-89 handler) lets us dial it directly */
+  providerSwarmKey?: string
+  timeoutMs?: number
+  /** the customer's swarm; reused across reconnects */
+  swarm?: Hyperswarm
+}
+
+/** One provider found and verified on the swarm, with the swarm kept for reconnects. */
+export interface Connection {
+  swarm: Hyperswarm
+  link: ProviderLink
+}
+
+function firstSkill(peer: Peer, timeoutMs: number): Promise<SkillDescriptor> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => done(new Error('provider sent no skill descriptor in time')), timeoutMs)
+    const onMsg = (m: ControlMessage) => m.type === 'skill' && done(null, m.skill as unknown as SkillDescriptor)
+    const onClose = (err?: Error) => done(err ?? new Error('provider closed the connection'))
+    const done = (err: Error | null, skill?: SkillDescriptor) => {
+      clearTimeout(t)
+      peer.off('message', onMsg)
+      peer.off('close', onClose)
+      if (err) reject(err)
+      else resolve(skill!)
+    }
+    peer.on('message', onMsg)
+    peer.on('close', onClose)
+  })
+}
+
+/** Wait for a provider on the kind's topic (or the named one) that proves its identity and sends its skill. */
+export async function connectToProvider(opts: ConnectOptions): Promise<Connection> {
+  const timeoutMs = opts.timeoutMs ?? 30_000
+  const swarm = opts.swarm ?? createSwarm({ keyPair: deriveSwarmKeyPair(opts.identity.secretKey), bootstrap: opts.bootstrap })
+  const topic = topicForKind(opts.kind)
+  const refusals: string[] = []
+  try {
+    const link = await new Promise<ProviderLink>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        swarm.off('connection', onConn)
+        const why = refusals.length ? ` (refused: ${refusals.slice(-3).join('; ')})` : ''
+        reject(new Error(`no ${opts.providerPubkey ? 'matching ' : ''}provider for kind ${opts.kind} answered within ${Math.round(timeoutMs / 1000)} s${why}`))
+      }, timeoutMs)
+      const onConn = (conn: NoiseSecretStream) => {
+        conn.on('error', () => {})
+        const peer = new Peer(conn, { identity: opts.identity, role: 'customer', expectedPubkey: opts.providerPubkey })
+        const skill = firstSkill(peer, 10_000)
+        peer.ready
+          .then(async (pubkey) => {
+            const s = await skill
+            if (!Array.isArray(s.kinds) || !s.kinds.includes(opts.kind)) throw new Error(`provider ${pubkey.slice(0, 8)} does not list kind ${opts.kind}`)
+            clearTimeout(timer)
+            swarm.off('connection', onConn)
+            resolve({ peer, pubkey, swarmKey: conn.remotePublicKey.toString('hex'), skill: s })
+          })
+          .catch((err: Error) => {
+            refusals.push(err.message)
+            peer.close(err)
+          })
+      }
+      swarm.on('connection', onConn)
+      if (opts.providerSwarmKey) swarm.joinPeer(Buffer.from(opts.providerSwarmKey, 'hex'))
+      else swarm.join(topic, { client: true, server: false })
+    })
+    // found: stop looking for others on the topic, keep a direct line to this one for reconnects
+    if (!opts.providerSwarmKey) await swarm.leave(topic).catch(() => {})
+    swarm.joinPeer(Buffer.from(link.swarmKey, 'hex'))
+    return { swarm, link }
+  } catch (err) {
+    if (!opts.swarm) await swarm.destroy()
+    throw err
+  }
+}

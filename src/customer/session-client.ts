@@ -1,0 +1,277 @@
+import { EventEmitter } from 'node:events'
+import { randomBytes } from 'node:crypto'
+import type { ControlMessage, MessageOf, WireProof } from '../wire/protocol.js'
+import type { WireStream } from '../wire/stream.js'
+import type { Peer } from '../wire/peer.js'
+import type { SkillDescriptor } from '../skills/descriptor.js'
+import type { SessionFunds } from './session-funds.js'
+
+export interface SessionOptions {
+  peer: Peer
+  skill: SkillDescriptor
+  kind: number
+  mode: 'session' | 'job'
+  /** the most this session may cost, sats */
+  budget: number
+  funds: SessionFunds
+  /** refuse a provider asking more than this per minute (sessions) */
+  maxPerMinute?: number
+  /** refuse a provider giving fewer than this many chunks per sat (jobs) */
+  minChunksPerSat?: number
+  /** locktime of locked proofs, seconds from now */
+  lockSeconds?: number
+  /** most ticks locked in one swap; the rest is locked as the session goes */
+  batchTicks?: number
+  timeoutMs?: number
+  sessionId?: string
+}
+
+export interface SessionSummary {
+  session: string
+  /** sats the provider acknowledged */
+  spent: number
+  /** proofs locked to the provider but never sent: back to us after `refundAt` */
+  lockedUnsent: number
+  refundAt: number | null
+  reason: string
+}
+
+type Pending = { proof: WireProof; resolve: (ok: boolean) => void }
+
+/**
+ * The customer's end of a paid session: opens it, checks the terms against the
+ * skill it was shown and its own limits, locks proofs in batches and sends one
+ * per tick, counts acknowledgements, and ends cleanly with an account of every sat.
+ */
+export class SessionClient extends EventEmitter {
+  readonly id: string
+  accept: MessageOf<'accept'> | null = null
+  spent = 0
+  sent = 0
+  paidUntil = 0
+  ended = false
+  private unsent: WireProof[] = []
+  private inflight: Pending[] = []
+  private lockedTotal = 0
+  private locktime = 0
+  private timer: NodeJS.Timeout | null = null
+  private locking: Promise<void> | null = null
+  private peer: Peer
+  private readonly onMessageBound = (m: ControlMessage) => this.onMessage(m)
+  private readonly onCloseBound = () => this.onPeerClose()
+
+  constructor(private readonly opts: SessionOptions) {
+    super()
+    this.id = opts.sessionId ?? randomBytes(12).toString('hex')
+    this.peer = opts.peer
+    this.attach(this.peer)
+  }
+
+  private attach(peer: Peer): void {
+    peer.on('message', this.onMessageBound)
+    peer.on('close', this.onCloseBound)
+  }
+
+  private detach(peer: Peer): void {
+    peer.off('message', this.onMessageBound)
+    peer.off('close', this.onCloseBound)
+  }
+
+  get mode(): 'session' | 'job' {
+    return this.opts.mode
+  }
+
+  get budgetLeft(): number {
+    return this.opts.budget - this.sent
+  }
+
+  /** Ask for the session and check its terms; resolves with them or rejects with the provider's or our reason. */
+  async open(): Promise<MessageOf<'accept'>> {
+    const { skill, budget, mode } = this.opts
+    if (mode === 'session' && this.opts.maxPerMinute !== undefined && skill.pricing.perMinute > this.opts.maxPerMinute) {
+      throw new Error(`provider asks ${skill.pricing.perMinute} sats/minute, more than your limit of ${this.opts.maxPerMinute}`)
+    }
+    const reply = this.waitFor((m) => (m.type === 'accept' || m.type === 'refuse') && m.session === this.id)
+    this.peer.send({ type: 'open', session: this.id, kind: this.opts.kind, mode, budget })
+    const m = await reply
+    if (m.type === 'refuse') throw new Error(`provider refused the session: ${m.reason}`)
+    const accept = m as MessageOf<'accept'>
+    // the skill we were shown is the price we agreed to; a session may not cost more
+    const agreedTickMs = Math.floor(60_000 / skill.pricing.perMinute)
+    if (mode === 'session' && accept.tickMs < agreedTickMs) {
+      throw new Error(`provider's session terms (${accept.tickMs} ms per sat) are dearer than its advertised ${skill.pricing.perMinute} sats/minute; not paying`)
+    }
+    if (mode === 'job' && accept.chunksPerTick < Math.max(skill.pricing.chunksPerSat, this.opts.minChunksPerSat ?? 1)) {
+      throw new Error(`provider's job terms (${accept.chunksPerTick} chunks per sat) are worse than advertised or allowed; not paying`)
+    }
+    if (!accept.mints.includes(this.opts.funds.mintUrl)) {
+      throw new Error(`provider accepts ecash from ${accept.mints.join(', ')}; your wallet's mint is ${this.opts.funds.mintUrl}`)
+    }
+    this.accept = accept
+    if (budget < 1) throw new Error('budget must be at least 1 sat')
+    return accept
+  }
+
+  /** Time-based session: send the first tick now and then one per paid interval. */
+  startTicking(): void {
+    if (!this.accept) throw new Error('open the session first')
+    const schedule = () => {
+      if (this.ended) return
+      if (this.budgetLeft <= 0) {
+        // the last paid interval runs out; then the session is over
+        const left = Math.max(0, this.paidUntil - Date.now())
+        this.timer = setTimeout(() => this.end('budget exhausted'), left)
+        return
+      }
+      this.payOne()
+        .then((ok) => {
+          if (!ok || this.ended) return
+          // next tick shortly before the paid time runs out, so service never pauses
+          const lead = Math.min(this.accept!.tickMs / 2, 250)
+          const wait = Math.max(0, this.paidUntil - Date.now() - lead)
+          this.timer = setTimeout(schedule, Math.min(wait, this.accept!.tickMs))
+        })
+        .catch((err: Error) => this.end(`payment failed: ${err.message}`))
+    }
+    schedule()
+  }
+
+  /** Lock the next batch if we are about to run out. One swap per batch, never beyond the budget. */
+  private async ensureProofs(): Promise<void> {
+    if (this.unsent.length > 0) return
+    this.locking ??= (async () => {
+      const accept = this.accept!
+      const want = Math.min(this.opts.batchTicks ?? defaultBatch(accept, this.opts.mode), this.budgetLeft)
+      if (want <= 0) return
+      const lockSeconds = this.opts.lockSeconds ?? 20 * 60
+      const locktime = Math.max(Math.ceil(Date.now() / 1000) + lockSeconds, accept.minLocktime)
+      const proofs = await this.opts.funds.lock(want, accept.paymentPubkey, locktime)
+      this.unsent.push(...proofs)
+      this.lockedTotal += proofs.length
+      this.locktime = Math.max(this.locktime, locktime)
+      this.emit('locked', { count: proofs.length, locktime })
+    })().finally(() => (this.locking = null))
+    await this.locking
+  }
+
+  /** Send one 1-sat proof; resolves true when acknowledged, false when refused. */
+  async payOne(): Promise<boolean> {
+    if (this.ended || this.budgetLeft <= 0) return false
+    await this.ensureProofs()
+    const proof = this.unsent.shift()
+    if (!proof) return false
+    this.sent += 1
+    const acked = new Promise<boolean>((resolve) => this.inflight.push({ proof, resolve }))
+    this.peer.send({ type: 'tick', session: this.id, mint: this.opts.funds.mintUrl, proof })
+    this.emit('tick', { sent: this.sent })
+    return acked
+  }
+
+  private onMessage(m: ControlMessage): void {
+    if ('session' in m && m.session !== this.id) return
+    switch (m.type) {
+      case 'ack': {
+        const p = this.inflight.shift()
+        if (!p) return
+        this.spent = m.paid
+        this.paidUntil = m.paidUntil
+        this.opts.funds.markSpent([p.proof]).catch(() => {})
+        this.emit('ack', { paid: m.paid, paidUntil: m.paidUntil })
+        p.resolve(true)
+        return
+      }
+      case 'refuse': {
+        const p = this.inflight.shift()
+        this.emit('refuse', { code: m.code, reason: m.reason })
+        if (p) {
+          // not spent: it stays ours, reclaimable after its locktime
+          this.sent -= 1
+          this.unsentRefused.push(p.proof)
+          p.resolve(false)
+        }
+        this.end(`provider refused payment: ${m.reason}`)
+        return
+      }
+      case 'end':
+        this.end(`provider ended the session: ${m.reason}`, false)
+        return
+    }
+  }
+
+  private readonly unsentRefused: WireProof[] = []
+
+  private onPeerClose(): void {
+    if (!this.ended) this.end('provider connection lost', false)
+  }
+
+  /** Move the session to a new connection to the same provider (after a reconnect) and resume it. */
+  async resume(peer: Peer): Promise<void> {
+    this.detach(this.peer)
+    this.peer = peer
+    this.attach(peer)
+    this.ended = false
+    for (const p of this.inflight.splice(0)) {
+      // unknown whether the provider stored these before the drop; resending is safe (replays are refused, not double-credited)
+      this.unsent.unshift(p.proof)
+      this.sent -= 1
+      p.resolve(false)
+    }
+    await this.open()
+  }
+
+  /** Open a tunnel stream paid for by this session. */
+  openStream(): WireStream {
+    if (this.ended) throw new Error('session has ended')
+    return this.peer.openStream(this.id)
+  }
+
+  send(m: ControlMessage): boolean {
+    return this.peer.send(m)
+  }
+
+  get connection(): Peer {
+    return this.peer
+  }
+
+  private waitFor(pred: (m: ControlMessage) => boolean): Promise<ControlMessage> {
+    const timeoutMs = this.opts.timeoutMs ?? 15_000
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => done(new Error(`provider did not answer within ${timeoutMs / 1000} s`)), timeoutMs)
+      const onMsg = (m: ControlMessage) => pred(m) && done(null, m)
+      const onClose = () => done(new Error('provider closed the connection'))
+      const done = (err: Error | null, m?: ControlMessage) => {
+        clearTimeout(t)
+        this.peer.off('message', onMsg)
+        this.peer.off('close', onClose)
+        if (err) reject(err)
+        else resolve(m!)
+      }
+      this.peer.on('message', onMsg)
+      this.peer.on('close', onClose)
+    })
+  }
+
+  /** End the session: stop paying, tell the provider, and account for every locked sat. */
+  end(reason: string, notify = true): SessionSummary {
+    const summary = this.summary(reason)
+    if (this.ended) return summary
+    this.ended = true
+    if (this.timer) clearTimeout(this.timer)
+    if (notify && !this.peer.isClosed) this.peer.send({ type: 'end', session: this.id, reason, paid: this.spent })
+    for (const p of this.inflight.splice(0)) p.resolve(false)
+    this.emit('end', summary)
+    return summary
+  }
+
+  summary(reason = ''): SessionSummary {
+    // in-flight proofs may or may not have been stored by the provider; reclaim will find out
+    const lockedUnsent = this.lockedTotal - this.spent
+    return { session: this.id, spent: this.spent, lockedUnsent, refundAt: lockedUnsent > 0 ? this.locktime : null, reason }
+  }
+}
+
+function defaultBatch(accept: MessageOf<'accept'>, mode: 'session' | 'job'): number {
+  // about a minute of session time, or 10 payments of job output: small leftovers, few swaps
+  const n = mode === 'session' ? Math.ceil(60_000 / accept.tickMs) : 10
+  return Math.max(1, Math.min(n, 1000))
+}
