@@ -234,11 +234,15 @@ export class P2PService extends EventEmitter {
     }
   }
 
+  isSessionPaid(id: string): boolean {
+    const entry = this.sessions.get(id)
+    return entry !== undefined && !entry.session.ended && entry.session.isPaid()
+  }
+
   private onStream(peer: Peer, stream: WireStream): boolean {
     const entry = this.sessions.get(stream.session)
     if (!this.opts.tunnel || !entry || entry.session.terms.customer !== peer.remotePubkey) return false
-    const session = entry.session
-    this.opts.tunnel.handle(stream, { id: session.id, isPaid: () => session.isPaid() && !session.ended })
+    this.opts.tunnel.handle(stream, { id: entry.session.id, isPaid: () => this.isSessionPaid(entry.session.id) })
     return true
   }
 

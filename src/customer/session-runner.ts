@@ -1,0 +1,136 @@
+import { EventEmitter } from 'node:events'
+import type Hyperswarm from 'hyperswarm'
+import type { Identity } from '../identity/nostr-key.js'
+import type { SkillDescriptor } from '../skills/descriptor.js'
+import { startLocalProxy, type LocalProxy } from '../tunnel/local-proxy.js'
+import { TunnelRefusedError } from '../tunnel/refusal.js'
+import { connectToProvider, type ProviderLink } from './connect.js'
+import { SessionClient, type SessionSummary } from './session-client.js'
+import type { SessionFunds } from './session-funds.js'
+
+export interface RentOptions {
+  identity: Identity
+  funds: SessionFunds
+  kind: number
+  budget: number
+  bootstrap?: Array<{ host: string; port: number }>
+  providerPubkey?: string
+  providerSwarmKey?: string
+  maxPerMinute?: number
+  /** local proxy port (0 = free port); null = no proxy */
+  port: number | null
+  host?: string
+  lockSeconds?: number
+  connectTimeoutMs?: number
+  /** try to get back to the same provider for this long after the connection drops */
+  reconnectMs?: number
+}
+
+/**
+ * `dvm-session`'s work: find and verify a provider, open a paid session, keep
+ * it paid, serve the local proxy, and reconnect to the same provider if the
+ * connection drops. Emits the SessionClient's events plus 'reconnected'.
+ */
+export class RentedSession extends EventEmitter {
+  client!: SessionClient
+  link!: ProviderLink
+  proxy: LocalProxy | null = null
+  private swarm!: Hyperswarm
+  private closing = false
+  private endSummary: SessionSummary | null = null
+
+  constructor(private readonly opts: RentOptions) {
+    super()
+  }
+
+  get skill(): SkillDescriptor {
+    return this.link.skill
+  }
+
+  async start(): Promise<void> {
+    const { swarm, link } = await connectToProvider({
+      identity: this.opts.identity,
+      bootstrap: this.opts.bootstrap,
+      kind: this.opts.kind,
+      providerPubkey: this.opts.providerPubkey,
+      providerSwarmKey: this.opts.providerSwarmKey,
+      timeoutMs: this.opts.connectTimeoutMs,
+    })
+    this.swarm = swarm
+    this.link = link
+    this.emit('connected', link)
+    this.client = new SessionClient({
+      peer: link.peer,
+      skill: link.skill,
+      kind: this.opts.kind,
+      mode: 'session',
+      budget: this.opts.budget,
+      funds: this.opts.funds,
+      maxPerMinute: this.opts.maxPerMinute,
+      lockSeconds: this.opts.lockSeconds,
+    })
+    for (const ev of ['tick', 'ack', 'refuse', 'locked']) this.client.on(ev, (e) => this.emit(ev, e))
+    this.client.on('end', (s: SessionSummary) => this.onClientEnd(s))
+    await this.client.open()
+    this.emit('open', this.client.accept)
+    this.client.startTicking()
+    if (this.opts.port !== null) {
+      this.proxy = await startLocalProxy({
+        port: this.opts.port,
+        host: this.opts.host,
+        openStream: async () => {
+          if (this.client.ended) throw new TunnelRefusedError('the paid session has ended; start a new one with dvm-session', 402, 'session_ended')
+          return this.client.openStream()
+        },
+      })
+      this.emit('proxy', this.proxy)
+    }
+  }
+
+  private onClientEnd(summary: SessionSummary): void {
+    const lost = summary.reason === 'provider connection lost'
+    if (lost && !this.closing && this.client.budgetLeft > 0) {
+      void this.reconnect(summary)
+      return
+    }
+    void this.finish(summary)
+  }
+
+  private async reconnect(last: SessionSummary): Promise<void> {
+    this.emit('reconnecting', { reason: last.reason })
+    try {
+      const { link } = await connectToProvider({
+        identity: this.opts.identity,
+        kind: this.opts.kind,
+        providerPubkey: this.link.pubkey,
+        providerSwarmKey: this.link.swarmKey,
+        swarm: this.swarm,
+        timeoutMs: this.opts.reconnectMs ?? 10_000,
+      })
+      this.link = link
+      await this.client.resume(link.peer)
+      this.client.startTicking()
+      this.emit('reconnected', { provider: link.pubkey })
+    } catch (err) {
+      void this.finish({ ...last, reason: `provider gone: ${(err as Error).message}` })
+    }
+  }
+
+  private async finish(summary: SessionSummary): Promise<void> {
+    if (this.endSummary) return
+    this.endSummary = summary
+    await this.proxy?.close()
+    await this.swarm?.destroy().catch(() => {})
+    this.emit('end', summary)
+  }
+
+  /** Quit: end the session, close the proxy and the swarm; resolves with the final account. */
+  async stop(reason = 'customer quit'): Promise<SessionSummary> {
+    this.closing = true
+    if (this.endSummary) return this.endSummary
+    const done = new Promise<SessionSummary>((resolve) => this.once('end', resolve))
+    if (this.client && !this.client.ended) this.client.end(reason)
+    else if (!this.client) await this.finish({ session: '', spent: 0, lockedUnsent: 0, refundAt: null, reason })
+    return done
+  }
+}

@@ -1,0 +1,38 @@
+import type { Wallet } from '../payments/wallet.js'
+import type { PaymentKey } from '../payments/payment-key.js'
+import type { SessionFunds } from './session-funds.js'
+import type { WireProof } from '../wire/protocol.js'
+import { sameXOnly } from '../payments/lock.js'
+
+/** Session funds drawn from a Wallet, with the agent's payment key as the refund key. */
+export function walletFunds(wallet: Wallet, mintUrl: string, refundKey: PaymentKey): SessionFunds {
+  return {
+    mintUrl,
+    refundPubkey: refundKey.pubkey,
+    lock: async (amount, payeePubkey, locktime) =>
+      (await wallet.lockForPayee({ amount, payeePubkey, locktime, refundPubkey: refundKey.pubkey })) as WireProof[],
+    markSpent: async (proofs) => {
+      await wallet.markLockedPaid(proofs)
+    },
+  }
+}
+
+/**
+ * Take back locked proofs whose locktime has passed and that the payee never
+ * redeemed. Safe to call any time: proofs the payee did redeem are just
+ * marked spent.
+ */
+export async function reclaimExpiredLocks(wallet: Wallet, refundKey: PaymentKey, nowSec = Math.floor(Date.now() / 1000)): Promise<{ reclaimed: number; alreadySpent: number; waiting: number; nextAt: number | null }> {
+  const locked = await wallet.lockedProofs()
+  const due = locked.filter((l) => l.lock.locktime < nowSec && sameXOnly(l.lock.refund, refundKey.pubkey))
+  const later = locked.filter((l) => l.lock.locktime >= nowSec)
+  let reclaimed = 0
+  let alreadySpent = 0
+  if (due.length > 0) {
+    const r = await wallet.reclaimLocked(due.map((l) => l.proof), refundKey.privkey)
+    reclaimed = r.reclaimed
+    alreadySpent = r.alreadySpent
+  }
+  const nextAt = later.length ? Math.min(...later.map((l) => l.lock.locktime)) : null
+  return { reclaimed, alreadySpent, waiting: later.length, nextAt }
+}

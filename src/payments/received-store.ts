@@ -1,0 +1,498 @@
+/**
+ * ReceivedStore: the provider's durable record of every tick it accepted,
+ * keyed by Y = hash_to_curve(secret), the same key mints use (NUT-07).
+ *
+ * Why it exists: a tick is acknowledged — service is given for it — only once
+ * the proof is on disk, so a crash can never lose paid-for ecash, and a proof
+ * can never be credited twice (replay), not even across restarts.
+ *
+ * On disk: one append-only JSON-lines log, `<dataDir>/received.jsonl`, mode
+ * 0600. Every line is one record (`t` says which):
+ *   {"t":"hdr","v":1,"created":<ms>}                            first line
+ *   {"t":"acc","y","sid","mint","lt"?,"at","p":{proof}}          accepted → held
+ *   {"t":"beg","b","mint","ys":[…],"out":[…],"at"}               redeem journal: held → redeeming
+ *   {"t":"fin","b","at"}                                         batch redeemed
+ *   {"t":"abt","b","lost":[…],"at"}                              batch undone: `lost` spent elsewhere, others held again
+ *   {"t":"st","y","sid","mint","lt"?,"at","s":"redeemed"|"lost"} compacted form of a finished entry
+ * The `beg` line carries the blinded outputs *and their secrets and blinding
+ * factors*, written before the swap request leaves, so that after a crash the
+ * new proofs can be recovered with NUT-09 restore.
+ *
+ * Throughput: accepts are group-committed — while one write+fdatasync is in
+ * flight, new records queue up and go out together in the next one — so the
+ * fsync cost is shared by everything that arrived meanwhile.
+ *
+ * Crash recovery: a torn or garbled tail (a write that was never fsynced, so
+ * never acknowledged) is cut off at open; the cut bytes are kept next to the
+ * log as `received.jsonl.corrupt-<ms>` for inspection.
+ *
+ * Compaction (at open only): finished entries shrink to `st` lines, and
+ * finished entries whose locktime lies more than `pruneAfterLocktimeSec` in the
+ * past are dropped — a replay of such a proof is refused anyway by the
+ * verifier's locktime check.
+ */
+import { open, readFile, truncate, writeFile, type FileHandle } from 'node:fs/promises'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { writeFileAtomic } from '../util/atomic-file.js'
+import { secretToYHex } from './hash-to-curve.js'
+import type { ProofLike } from './dleq.js'
+
+export type ReceivedState = 'held' | 'redeeming' | 'redeemed' | 'lost'
+
+/** The proof as stored: exactly what the mint needs, plus the DLEQ for audits. */
+export interface StoredProof {
+  amount: number
+  id: string
+  secret: string
+  C: string
+  dleq?: { e: string; s: string; r?: string }
+}
+
+export interface ReceivedEntry {
+  y: string
+  sessionId: string
+  mintUrl: string
+  /** Present while the proof is held or being redeemed. */
+  proof?: StoredProof
+  /** Unix seconds of the proof's P2PK locktime. */
+  locktime?: number
+  /** Unix ms. */
+  acceptedAt: number
+  state: ReceivedState
+  batchId?: string
+}
+
+/** One blinded output of a redemption swap, with what is needed to unblind it later. */
+export interface JournalOutput {
+  amount: number
+  /** Keyset id of the output. */
+  id: string
+  /** Secret of the new proof. */
+  secret: string
+  /** Blinding factor, hex. */
+  r: string
+  /** Blinded message, hex. */
+  B_: string
+}
+
+export interface RedeemJournal {
+  batchId: string
+  mintUrl: string
+  ys: string[]
+  outputs: JournalOutput[]
+  startedAt: number
+}
+
+export type AcceptResult = { ok: true; y: string } | { ok: false; code: 'replayed'; reason: string }
+
+export interface StoreCounts {
+  held: number
+  redeeming: number
+  redeemed: number
+  lost: number
+  /** Sum of amounts held + redeeming (sats not yet in the wallet). */
+  unredeemedAmount: number
+  pendingBatches: number
+}
+
+export interface ReceivedStoreOptions {
+  /** Log file name inside dataDir. */
+  fileName?: string
+  /** Compact at open once the log has this many more lines than live records. */
+  compactSlack?: number
+  /** Forget finished entries this long after their locktime. */
+  pruneAfterLocktimeSec?: number
+  log?: (msg: string) => void
+  /** Clock (unix ms), injectable for tests. */
+  now?: () => number
+}
+
+export const RECEIVED_LOG_FILE = 'received.jsonl'
+const LOG_VERSION = 1
+
+interface Pending {
+  line: string
+  resolve: () => void
+  reject: (err: Error) => void
+}
+
+type Rec =
+  | { t: 'hdr'; v: number; created: number }
+  | { t: 'acc'; y: string; sid: string; mint: string; lt?: number; at: number; p: StoredProof }
+  | { t: 'beg'; b: string; mint: string; ys: string[]; out: JournalOutput[]; at: number }
+  | { t: 'fin'; b: string; at: number }
+  | { t: 'abt'; b: string; lost: string[]; at: number }
+  | { t: 'st'; y: string; sid: string; mint: string; lt?: number; at: number; s: 'redeemed' | 'lost' }
+
+export class ReceivedStore {
+  readonly file: string
+  readonly #opts: ReceivedStoreOptions
+  readonly #now: () => number
+  #fh: FileHandle | undefined
+  readonly #entries = new Map<string, ReceivedEntry>()
+  /** Index of entries in state 'held' (the redeemer's work list). */
+  readonly #held = new Map<string, ReceivedEntry>()
+  readonly #journals = new Map<string, RedeemJournal>()
+  readonly #listeners = new Set<(e: ReceivedEntry) => void>()
+  #queue: Pending[] = []
+  #flushing = false
+  #failed: Error | undefined
+  #closed = false
+  #lines = 0
+  #fsyncs = 0
+
+  private constructor(file: string, opts: ReceivedStoreOptions) {
+    this.file = file
+    this.#opts = opts
+    this.#now = opts.now ?? Date.now
+  }
+
+  /** Open (creating if needed) the store in `dataDir`, replaying and repairing the log. */
+  static async open(dataDir: string, opts: ReceivedStoreOptions = {}): Promise<ReceivedStore> {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+    const store = new ReceivedStore(join(dataDir, opts.fileName ?? RECEIVED_LOG_FILE), opts)
+    await store.#load()
+    return store
+  }
+
+  // ------------------------------------------------------------ queries
+
+  has(y: string): boolean {
+    return this.#entries.has(y)
+  }
+
+  get(y: string): ReceivedEntry | undefined {
+    return this.#entries.get(y)
+  }
+
+  /** Held proofs (oldest first), optionally only one mint's or one session's. */
+  held(filter: { mintUrl?: string; sessionId?: string } = {}): ReceivedEntry[] {
+    const out: ReceivedEntry[] = []
+    for (const e of this.#held.values()) {
+      if (filter.mintUrl !== undefined && e.mintUrl !== filter.mintUrl) continue
+      if (filter.sessionId !== undefined && e.sessionId !== filter.sessionId) continue
+      out.push(e)
+    }
+    return out
+  }
+
+  /** Mints that have held proofs. */
+  heldMints(): string[] {
+    return [...new Set([...this.#held.values()].map((e) => e.mintUrl))]
+  }
+
+  /** Redemptions journalled but not finished (to recover after a crash). */
+  pendingRedeems(mintUrl?: string): RedeemJournal[] {
+    return [...this.#journals.values()].filter((j) => mintUrl === undefined || j.mintUrl === mintUrl)
+  }
+
+  counts(filter: { sessionId?: string } = {}): StoreCounts {
+    const c: StoreCounts = { held: 0, redeeming: 0, redeemed: 0, lost: 0, unredeemedAmount: 0, pendingBatches: this.#journals.size }
+    for (const e of this.#entries.values()) {
+      if (filter.sessionId !== undefined && e.sessionId !== filter.sessionId) continue
+      c[e.state]++
+      if ((e.state === 'held' || e.state === 'redeeming') && e.proof) c.unredeemedAmount += e.proof.amount
+    }
+    return c
+  }
+
+  /** Write statistics: log lines appended and fsyncs done since open. */
+  stats(): { lines: number; fsyncs: number } {
+    return { lines: this.#lines, fsyncs: this.#fsyncs }
+  }
+
+  /** Called after each durable accept. Returns an unsubscribe function. */
+  onAccepted(fn: (e: ReceivedEntry) => void): () => void {
+    this.#listeners.add(fn)
+    return () => this.#listeners.delete(fn)
+  }
+
+  // ------------------------------------------------------------ mutations
+
+  /**
+   * Record an accepted tick. Resolves only once the record is fsynced — ack
+   * the tick after that, never before. A Y seen before (in this run or any
+   * earlier one) resolves `{ok:false, code:'replayed'}`. Rejects if the disk
+   * write fails; the store then refuses everything until restarted, because
+   * it can no longer promise durability.
+   */
+  accept(sessionId: string, proof: ProofLike, mintUrl: string, info: { y?: string; locktime?: number } = {}): Promise<AcceptResult> {
+    if (this.#failed) return Promise.reject(this.#failedError())
+    if (this.#closed) return Promise.reject(new Error('the received-proof store is closed'))
+    const y = info.y ?? secretToYHex(proof.secret)
+    const prev = this.#entries.get(y)
+    if (prev) {
+      return Promise.resolve({
+        ok: false,
+        code: 'replayed',
+        reason: `this proof (Y=${y.slice(0, 16)}…) was already received in session ${prev.sessionId} (${prev.state})`,
+      })
+    }
+    const p: StoredProof = { amount: proof.amount, id: proof.id, secret: proof.secret, C: proof.C, ...(proof.dleq ? { dleq: { e: proof.dleq.e, s: proof.dleq.s, ...(proof.dleq.r ? { r: proof.dleq.r } : {}) } } : {}) }
+    const at = this.#now()
+    const entry: ReceivedEntry = { y, sessionId, mintUrl, proof: p, acceptedAt: at, state: 'held', ...(info.locktime !== undefined ? { locktime: info.locktime } : {}) }
+    // Claim Y synchronously so a concurrent duplicate is refused even before
+    // the first one is on disk. If the write then fails the claim stays: the
+    // conservative side (refusing) is the safe one.
+    this.#entries.set(y, entry)
+    this.#held.set(y, entry)
+    const rec: Rec = { t: 'acc', y, sid: sessionId, mint: mintUrl, ...(info.locktime !== undefined ? { lt: info.locktime } : {}), at, p }
+    return this.#append(JSON.stringify(rec)).then(() => {
+      for (const fn of this.#listeners) {
+        try {
+          fn(entry)
+        } catch {
+          // A listener's bug must not turn a durable accept into a failure.
+        }
+      }
+      return { ok: true as const, y }
+    })
+  }
+
+  /** Journal a redemption (held → redeeming) durably, before the swap request is sent. */
+  async beginRedeem(j: RedeemJournal): Promise<void> {
+    this.#assertWritable()
+    if (this.#journals.has(j.batchId)) throw new Error(`redeem batch ${j.batchId} already exists`)
+    for (const y of j.ys) {
+      const e = this.#held.get(y)
+      if (!e || e.mintUrl !== j.mintUrl) throw new Error(`proof ${y.slice(0, 16)}… is not held for mint ${j.mintUrl}; cannot redeem it`)
+    }
+    this.#applyBegin(j)
+    await this.#append(JSON.stringify({ t: 'beg', b: j.batchId, mint: j.mintUrl, ys: j.ys, out: j.outputs, at: j.startedAt } satisfies Rec))
+  }
+
+  /** The batch's new proofs are safely in the wallet: mark its inputs redeemed. */
+  async finishRedeem(batchId: string): Promise<void> {
+    this.#assertWritable()
+    if (!this.#journals.has(batchId)) throw new Error(`no pending redeem batch ${batchId}`)
+    this.#applyFinish(batchId)
+    await this.#append(JSON.stringify({ t: 'fin', b: batchId, at: this.#now() } satisfies Rec))
+  }
+
+  /** Undo a batch that did not happen: `lost` Ys were spent elsewhere; the rest are held again. */
+  async abortRedeem(batchId: string, lost: string[] = []): Promise<void> {
+    this.#assertWritable()
+    if (!this.#journals.has(batchId)) throw new Error(`no pending redeem batch ${batchId}`)
+    this.#applyAbort(batchId, lost)
+    await this.#append(JSON.stringify({ t: 'abt', b: batchId, lost, at: this.#now() } satisfies Rec))
+  }
+
+  /** Wait for queued writes, then close the file. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    while (this.#flushing || this.#queue.length > 0) await new Promise((r) => setImmediate(r))
+    await this.#fh?.close()
+    this.#fh = undefined
+  }
+
+  // ------------------------------------------------------------ state transitions (shared by live ops and replay)
+
+  #applyAccept(r: Extract<Rec, { t: 'acc' }>): void {
+    const e: ReceivedEntry = { y: r.y, sessionId: r.sid, mintUrl: r.mint, proof: r.p, acceptedAt: r.at, state: 'held', ...(r.lt !== undefined ? { locktime: r.lt } : {}) }
+    this.#entries.set(r.y, e)
+    this.#held.set(r.y, e)
+  }
+
+  #applyBegin(j: RedeemJournal): void {
+    this.#journals.set(j.batchId, j)
+    for (const y of j.ys) {
+      const e = this.#entries.get(y)
+      if (!e) continue
+      e.state = 'redeeming'
+      e.batchId = j.batchId
+      this.#held.delete(y)
+    }
+  }
+
+  #applyFinish(batchId: string): void {
+    const j = this.#journals.get(batchId)
+    if (!j) return
+    for (const y of j.ys) {
+      const e = this.#entries.get(y)
+      if (!e) continue
+      e.state = 'redeemed'
+      delete e.batchId
+      delete e.proof // no longer needed; keeps memory per finished tick small
+    }
+    this.#journals.delete(batchId)
+  }
+
+  #applyAbort(batchId: string, lost: string[]): void {
+    const j = this.#journals.get(batchId)
+    if (!j) return
+    const lostSet = new Set(lost)
+    for (const y of j.ys) {
+      const e = this.#entries.get(y)
+      if (!e) continue
+      delete e.batchId
+      if (lostSet.has(y)) {
+        e.state = 'lost'
+        delete e.proof
+      } else {
+        e.state = 'held'
+        this.#held.set(y, e)
+      }
+    }
+    this.#journals.delete(batchId)
+  }
+
+  // ------------------------------------------------------------ disk
+
+  #failedError(): Error {
+    return new Error(`the received-proof log ${this.file} could not be written (${this.#failed?.message}); ticks cannot be stored durably — fix the disk and restart the provider`)
+  }
+
+  #assertWritable(): void {
+    if (this.#failed) throw this.#failedError()
+    if (this.#closed) throw new Error('the received-proof store is closed')
+  }
+
+  /** Queue one line; resolves after the fdatasync that covers it. */
+  #append(line: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#queue.push({ line: line + '\n', resolve, reject })
+      if (!this.#flushing) void this.#flushLoop()
+    })
+  }
+
+  async #flushLoop(): Promise<void> {
+    this.#flushing = true
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue
+        this.#queue = []
+        if (this.#failed) {
+          for (const p of batch) p.reject(this.#failedError())
+          continue
+        }
+        try {
+          const fh = this.#fh
+          if (!fh) throw new Error('log file is not open')
+          const buf = Buffer.from(batch.map((p) => p.line).join(''), 'utf8')
+          let off = 0
+          while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten
+          await fh.datasync()
+          this.#lines += batch.length
+          this.#fsyncs++
+          for (const p of batch) p.resolve()
+        } catch (err) {
+          this.#failed = err as Error
+          this.#opts.log?.(this.#failedError().message)
+          for (const p of batch) p.reject(this.#failedError())
+        }
+      }
+    } finally {
+      this.#flushing = false
+    }
+  }
+
+  async #load(): Promise<void> {
+    let text = ''
+    try {
+      text = await readFile(this.file, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read the received-proof log ${this.file}: ${(err as Error).message}`)
+    }
+    if (text === '') {
+      await writeFileAtomic(this.file, JSON.stringify({ t: 'hdr', v: LOG_VERSION, created: this.#now() } satisfies Rec) + '\n', 0o600)
+      this.#fh = await open(this.file, 'a', 0o600)
+      return
+    }
+
+    // Replay complete lines; stop at the first line that is torn or garbled.
+    let goodEnd = 0
+    let lineCount = 0
+    let pos = 0
+    while (pos < text.length) {
+      const nl = text.indexOf('\n', pos)
+      if (nl < 0) break // last line without newline: torn
+      const line = text.slice(pos, nl)
+      let rec: Rec
+      try {
+        rec = JSON.parse(line) as Rec
+      } catch {
+        break
+      }
+      if (lineCount === 0) {
+        if (rec.t !== 'hdr') throw new Error(`${this.file} is not a dvm-agent received-proof log (no header line); move it away`)
+        if (rec.v !== LOG_VERSION) throw new Error(`${this.file} has log version ${rec.v}; this dvm-agent reads version ${LOG_VERSION} — upgrade dvm-agent`)
+      } else if (!this.#replay(rec)) {
+        break
+      }
+      lineCount++
+      pos = nl + 1
+      goodEnd = Buffer.byteLength(text.slice(0, pos), 'utf8')
+    }
+    const totalBytes = Buffer.byteLength(text, 'utf8')
+    if (goodEnd < totalBytes) {
+      // Bytes past the last intact line were never fsynced, hence never acked.
+      const cut = Buffer.from(text, 'utf8').subarray(goodEnd)
+      const keep = `${this.file}.corrupt-${this.#now()}`
+      await writeFile(keep, cut, { mode: 0o600 })
+      await truncate(this.file, goodEnd)
+      this.#opts.log?.(`received-proof log ${this.file}: cut ${cut.length} bytes of torn/garbled tail (saved to ${keep})`)
+    }
+    this.#lines = lineCount
+
+    await this.#maybeCompact()
+    this.#fh = await open(this.file, 'a', 0o600)
+  }
+
+  /** Apply one record during replay; false if it does not make sense (treated like a torn tail). */
+  #replay(rec: Rec): boolean {
+    switch (rec?.t) {
+      case 'acc':
+        if (typeof rec.y !== 'string' || !rec.p || typeof rec.p.secret !== 'string') return false
+        this.#applyAccept(rec)
+        return true
+      case 'st': {
+        if (typeof rec.y !== 'string') return false
+        this.#entries.set(rec.y, { y: rec.y, sessionId: rec.sid, mintUrl: rec.mint, acceptedAt: rec.at, state: rec.s, ...(rec.lt !== undefined ? { locktime: rec.lt } : {}) })
+        return true
+      }
+      case 'beg':
+        if (typeof rec.b !== 'string' || !Array.isArray(rec.ys) || !Array.isArray(rec.out)) return false
+        this.#applyBegin({ batchId: rec.b, mintUrl: rec.mint, ys: rec.ys, outputs: rec.out, startedAt: rec.at })
+        return true
+      case 'fin':
+        this.#applyFinish(rec.b)
+        return true
+      case 'abt':
+        this.#applyAbort(rec.b, Array.isArray(rec.lost) ? rec.lost : [])
+        return true
+      default:
+        return false
+    }
+  }
+
+  async #maybeCompact(): Promise<void> {
+    const nowSec = Math.floor(this.#now() / 1000)
+    const pruneBefore = nowSec - (this.#opts.pruneAfterLocktimeSec ?? 86_400)
+    const live = this.#entries.size + this.#journals.size
+    if (this.#lines - live < (this.#opts.compactSlack ?? 50_000)) return
+    const out: string[] = [JSON.stringify({ t: 'hdr', v: LOG_VERSION, created: this.#now() } satisfies Rec)]
+    let dropped = 0
+    for (const e of [...this.#entries.values()]) {
+      const lt = e.locktime !== undefined ? { lt: e.locktime } : {}
+      if (e.state === 'redeemed' || e.state === 'lost') {
+        if (e.locktime !== undefined && e.locktime < pruneBefore) {
+          this.#entries.delete(e.y)
+          dropped++
+          continue
+        }
+        out.push(JSON.stringify({ t: 'st', y: e.y, sid: e.sessionId, mint: e.mintUrl, ...lt, at: e.acceptedAt, s: e.state } satisfies Rec))
+      } else if (e.proof) {
+        out.push(JSON.stringify({ t: 'acc', y: e.y, sid: e.sessionId, mint: e.mintUrl, ...lt, at: e.acceptedAt, p: e.proof } satisfies Rec))
+      }
+    }
+    for (const j of this.#journals.values()) {
+      out.push(JSON.stringify({ t: 'beg', b: j.batchId, mint: j.mintUrl, ys: j.ys, out: j.outputs, at: j.startedAt } satisfies Rec))
+    }
+    // Temp file + fsync + rename: a crash leaves the old log or the new one.
+    await writeFileAtomic(this.file, out.join('\n') + '\n', 0o600)
+    this.#opts.log?.(`received-proof log compacted: ${this.#lines} → ${out.length} lines (${dropped} expired entries forgotten)`)
+    this.#lines = out.length
+  }
+}

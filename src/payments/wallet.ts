@@ -1,0 +1,1013 @@
+/**
+ * A Cashu wallet for one mint, backed by a durable proof store.
+ *
+ * Every operation that hands proofs or outputs to the mint follows one pattern:
+ *   1. journal: mark the inputs pending and write the outputs' secrets and
+ *      blinding factors to the store (fsynced) before any request leaves;
+ *   2. ask the mint;
+ *   3. settle: store the new proofs and mark the inputs spent, in one atomic write.
+ * If the process dies between 1 and 3, the next load() finds the orphaned
+ * operation and settles it from what the mint knows: NUT-09 restore returns
+ * signatures it already made on our outputs, NUT-07 tells whether our inputs
+ * were spent, NUT-04/05 quote state tells where a mint or melt stands.
+ *
+ * Input fees (NUT-02) are paid where the wallet spends proofs. For 1-sat
+ * locking the wallet refuses keysets with input_fee_ppk > 0: each tick would
+ * cost the payee a fee share when redeemed, so the price of a tick would no
+ * longer be one sat.
+ */
+import { randomBytes } from 'node:crypto'
+import {
+  MeltQuoteState,
+  MintQuoteState,
+  type MintKeys,
+  type PartialMeltQuoteResponse,
+  type Proof,
+  type SerializedBlindedMessage,
+  type SerializedBlindedSignature,
+} from '@cashu/cashu-ts'
+import {
+  ProofStore,
+  currentOwner,
+  ownerAlive,
+  totals,
+  type JournalOutput,
+  type LockInfo,
+  type MeltOp,
+  type MintOp,
+  type Operation,
+  type OpOwner,
+  type ProofState,
+  type SpentReason,
+  type StoredProof,
+  type SwapOp,
+  type SwapPurpose,
+  type WalletFile,
+} from './proof-store.js'
+import {
+  blindSecret,
+  normalizePubkey,
+  p2pkSecret,
+  pubkeyOf,
+  randomOutput,
+  readP2PKLock,
+  sameXOnly,
+  unblind,
+  withWitness,
+} from './lock.js'
+import { decodeToken, encodeToken, normalizeMintUrl, sameMint, sumAmounts } from './token.js'
+import { MintConnection, describeMintError, isRejection, splitAmount } from './wallet-mint.js'
+
+export interface WalletHooks {
+  /** called after the journal is on disk, just before the request goes to the mint */
+  beforeMintCall?: (op: Operation) => void | Promise<void>
+  /** called after the mint answered, before the result is stored */
+  afterMintCall?: (op: Operation) => void | Promise<void>
+}
+
+export interface WalletOptions {
+  dataDir: string
+  mintUrl: string
+  /** per mint request; default 30 s */
+  timeoutMs?: number
+  /** for melt (waits on Lightning); default 120 s */
+  meltTimeoutMs?: number
+  /** most inputs or outputs per mint request; default 1000 (nutshell's MINT_MAX_REQUEST_LENGTH) */
+  maxBatch?: number
+  /** progress and recovery notes for humans; default: silent */
+  log?: (message: string) => void
+  /** fault injection for crash tests */
+  hooks?: WalletHooks
+}
+
+export interface Balance {
+  /** spendable sats */
+  balance: number
+  /** sats in flight to the mint or locked to a payee (includes `locked`) */
+  pending: number
+  /** sats P2PK-locked to payees and not yet marked paid or reclaimed */
+  locked: number
+}
+
+export interface FundOptions {
+  /** shown the invoice to pay; called once the quote is journaled */
+  onInvoice?: (bolt11: string, quoteId: string) => void | Promise<void>
+  /** how long to wait for the invoice to be paid; default 10 min */
+  timeoutMs?: number
+  /** quote polling interval; default 1 s */
+  pollMs?: number
+}
+
+export interface FundResult {
+  amount: number
+  quote: string
+  request: string
+}
+
+export interface ReceiveResult {
+  /** sats added to the balance (token amount minus input fees) */
+  amount: number
+  fee: number
+  memo?: string
+}
+
+export interface MeltResult {
+  paid: boolean
+  state: 'PAID' | 'PENDING' | 'UNPAID'
+  preimage?: string
+  /** invoice amount */
+  amount: number
+  /** sats spent beyond the invoice amount (Lightning fee and input fees) */
+  feePaid: number
+}
+
+export interface LockForPayeeOptions {
+  /** number of 1-sat proofs to make */
+  amount: number
+  /** the payee's payment key (compressed hex, or x-only hex) */
+  payeePubkey: string
+  /** unix seconds after which the refund key can take back what the payee did not redeem */
+  locktime: number
+  /** our key for taking back unspent proofs after locktime */
+  refundPubkey: string
+}
+
+export interface LockedProof {
+  proof: Proof
+  lock: LockInfo
+}
+
+export interface ReclaimResult {
+  /** sats back in the balance */
+  reclaimed: number
+  /** sats the payee had already redeemed */
+  alreadySpent: number
+  /** sats whose state the mint reports as pending; try again later */
+  stillPending: number
+}
+
+export interface RecoveryReport {
+  /** orphaned operations settled */
+  resolved: number
+  /** operations still unsettled (mint unreachable, Lightning pending, invoice unpaid) */
+  unsettled: number
+}
+
+/** Raised when another process changed the store between planning and journaling. */
+class StoreConflict extends Error {}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+function assertAmount(amount: number, what = 'amount'): void {
+  if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error(`${what} must be a whole number of sats above 0, got ${amount}`)
+}
+
+function bitLength(n: number): number {
+  return n <= 0 ? 0 : Math.floor(Math.log2(n)) + 1
+}
+
+function serialize(outputs: ReadonlyArray<JournalOutput>): SerializedBlindedMessage[] {
+  return outputs.map((o) => ({ amount: o.amount, id: o.id, B_: o.B_ }))
+}
+
+/** What the mint needs of an input: no DLEQ (ours alone), witness only where one is required. */
+function asInput(p: Proof): Proof {
+  return { id: p.id, amount: p.amount, secret: p.secret, C: p.C, ...(p.witness ? { witness: p.witness } : {}) }
+}
+
+/**
+ * Inputs covering `target`: the smallest single proof that covers what is still
+ * missing, else the largest one and go on. Keeps input count (and fees) low.
+ */
+function pickInputs(pool: ReadonlyArray<Proof>, target: number): Proof[] | undefined {
+  const sorted = [...pool].sort((a, b) => a.amount - b.amount)
+  const chosen: Proof[] = []
+  let missing = target
+  while (missing > 0) {
+    const idx = sorted.findIndex((p) => p.amount >= missing)
+    const take = idx >= 0 ? sorted.splice(idx, 1)[0] : sorted.pop()
+    if (!take) return undefined
+    chosen.push(take)
+    missing -= take.amount
+  }
+  return chosen
+}
+
+/** Proofs that add up to exactly `amount`, if the greedy largest-first pass finds them. */
+function exactSubset(pool: ReadonlyArray<Proof>, amount: number): Proof[] | undefined {
+  const sorted = [...pool].sort((a, b) => b.amount - a.amount)
+  const chosen: Proof[] = []
+  let rest = amount
+  for (const p of sorted) {
+    if (p.amount <= rest) {
+      chosen.push(p)
+      rest -= p.amount
+      if (rest === 0) return chosen
+    }
+  }
+  return undefined
+}
+
+function indexBySecret(file: WalletFile): Map<string, StoredProof> {
+  return new Map(file.proofs.map((p) => [p.proof.secret, p]))
+}
+
+interface SwapPlan {
+  purpose: SwapPurpose
+  /** proofs from this store */
+  inputs: Proof[]
+  /** proofs from outside (a received token) */
+  foreign?: Proof[]
+  outputs: JournalOutput[]
+  /** states the store inputs may be in; default unspent */
+  from?: ProofState[]
+  /** adds witnesses just before sending (refund signatures are not journaled) */
+  sign?: (p: Proof) => Proof
+  /** extra changes made in the same atomic write as the settlement */
+  onSettle?: (draft: WalletFile, proofs: Array<Proof | undefined>) => void
+  memo?: string
+}
+
+export class Wallet {
+  readonly mintUrl: string
+  readonly dataDir: string
+  private readonly mint: MintConnection
+  private readonly instance = randomBytes(8).toString('hex')
+  /** operations this object is carrying out right now; never recovered from under it */
+  private readonly running = new Set<string>()
+  private readonly log: (message: string) => void
+  private readonly hooks: WalletHooks
+  private storeRef?: ProofStore
+
+  constructor(opts: WalletOptions) {
+    this.mintUrl = normalizeMintUrl(opts.mintUrl)
+    this.dataDir = opts.dataDir
+    this.mint = new MintConnection(this.mintUrl, {
+      ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.meltTimeoutMs !== undefined ? { slowTimeoutMs: opts.meltTimeoutMs } : {}),
+      ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
+    })
+    this.log = opts.log ?? (() => undefined)
+    this.hooks = opts.hooks ?? {}
+  }
+
+  /** Open the store and settle operations a crashed process left behind (best effort: works offline). */
+  async load(): Promise<RecoveryReport> {
+    this.storeRef ??= await ProofStore.open(this.dataDir, this.mintUrl)
+    return this.recover()
+  }
+
+  private get store(): ProofStore {
+    if (!this.storeRef) throw new Error('wallet not loaded: call `await wallet.load()` first')
+    return this.storeRef
+  }
+
+  /** Where this wallet's proofs live on disk. */
+  get path(): string {
+    return this.store.path
+  }
+
+  private owner(): OpOwner {
+    return currentOwner(this.instance)
+  }
+
+  private newId(): string {
+    return `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`
+  }
+
+  async balance(): Promise<Balance> {
+    const t = totals(await this.store.refresh())
+    return { balance: t.unspent, pending: t.pending + t.locked, locked: t.locked }
+  }
+
+  /** Spendable proofs (copies). */
+  async proofs(): Promise<Proof[]> {
+    const file = await this.store.refresh()
+    return file.proofs.filter((p) => p.state === 'unspent').map((p) => ({ ...p.proof }))
+  }
+
+  /** Proofs this wallet locked to payees and has not marked paid or reclaimed, e.g. after a restart. */
+  async lockedProofs(filter: { payeePubkey?: string } = {}): Promise<LockedProof[]> {
+    const file = await this.store.refresh()
+    return file.proofs
+      .filter((p): p is StoredProof & { lock: LockInfo } => p.state === 'locked' && p.lock !== undefined)
+      .filter((p) => !filter.payeePubkey || sameXOnly(p.lock.payee, filter.payeePubkey))
+      .map((p) => ({ proof: { ...p.proof }, lock: { ...p.lock } }))
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  /**
+   * Settle journaled operations nobody is running any more: those of dead
+   * processes and those this object gave up on (e.g. after a timeout). Mint
+   * errors leave an operation as it is for the next try.
+   */
+  async recover(): Promise<RecoveryReport> {
+    const file = await this.store.refresh()
+    const report: RecoveryReport = { resolved: 0, unsettled: 0 }
+    for (const op of file.ops) {
+      const mine = op.owner.instance === this.instance && op.owner.token === this.owner().token
+      if (mine ? this.running.has(op.id) : ownerAlive(op.owner)) continue
+      try {
+        if (await this.recoverOp(op)) report.resolved++
+        else report.unsettled++
+      } catch (err) {
+        report.unsettled++
+        this.log(`could not settle interrupted ${op.kind} ${op.id} yet: ${describeMintError(err)}; it stays pending and is retried on the next start`)
+      }
+    }
+    return report
+  }
+
+  /** Returns true when the operation is settled (and gone from the journal). */
+  private async recoverOp(op: Operation): Promise<boolean> {
+    if (op.kind === 'mint') return this.recoverMint(op)
+    if (op.kind === 'melt') return this.recoverMelt(op)
+    return this.recoverSwap(op)
+  }
+
+  private async recoverSwap(op: SwapOp): Promise<boolean> {
+    const sigs = await this.mint.restore(serialize(op.outputs))
+    if (sigs.size > 0) {
+      const proofs = await this.unblindAll(op.outputs, sigs)
+      await this.store.update((d) => this.settle(d, op, proofs, { recovered: true }))
+      this.log(`recovered interrupted ${op.purpose} ${op.id}: ${sumAmounts(proofs.filter((p): p is Proof => !!p))} sats of new proofs`)
+      return true
+    }
+    const secrets = [...op.inputs, ...op.foreign.map((p) => p.secret)]
+    const states = await this.mint.states(secrets)
+    if ([...states.values()].includes('PENDING')) return false
+    const spent = new Set(secrets.filter((s) => states.get(s) === 'SPENT'))
+    await this.store.update((d) => this.revert(d, op, spent))
+    this.log(
+      spent.size === 0
+        ? `interrupted ${op.purpose} ${op.id} never reached the mint; its inputs are spendable again`
+        : `interrupted ${op.purpose} ${op.id}: ${spent.size} input(s) were spent elsewhere; the rest are spendable again`,
+    )
+    return true
+  }
+
+  private async recoverMint(op: MintOp): Promise<boolean> {
+    const sigs = await this.mint.restore(serialize(op.outputs))
+    if (sigs.size > 0) {
+      const proofs = await this.unblindAll(op.outputs, sigs)
+      await this.store.update((d) => this.settle(d, op, proofs, { recovered: true }))
+      this.log(`recovered ${op.amount} sats minted for quote ${op.quote}`)
+      return true
+    }
+    const quote = await this.mint.api.checkMintQuote(op.quote)
+    if (quote.state === MintQuoteState.PAID) {
+      await this.mintOutputs(op)
+      this.log(`minted ${op.amount} sats for quote ${op.quote}, paid after the wallet stopped waiting`)
+      return true
+    }
+    const expired = op.expiry !== null && op.expiry * 1000 < Date.now()
+    if (quote.state === MintQuoteState.ISSUED || expired) {
+      await this.store.update((d) => this.dropOp(d, op.id))
+      this.log(
+        quote.state === MintQuoteState.ISSUED
+          ? `quote ${op.quote} was issued to other outputs; dropping it`
+          : `unpaid quote ${op.quote} expired; dropping it`,
+      )
+      return true
+    }
+    return false // unpaid, not expired: keep waiting for the payer
+  }
+
+  private async recoverMelt(op: MeltOp): Promise<boolean> {
+    const quote = await this.mint.api.checkMeltQuote(op.quote)
+    if (quote.state === MeltQuoteState.PENDING) return false
+    if (quote.state === MeltQuoteState.PAID) {
+      const sigs = await this.mint.restore(serialize(op.outputs))
+      const proofs = await this.unblindAll(op.outputs, sigs)
+      await this.store.update((d) => this.settle(d, op, proofs, { recovered: true }))
+      this.log(`melt ${op.quote} was paid; ${sumAmounts(proofs.filter((p): p is Proof => !!p))} sats of change recovered`)
+      return true
+    }
+    const states = await this.mint.states(op.inputs)
+    if ([...states.values()].includes('PENDING')) return false
+    const spent = new Set(op.inputs.filter((s) => states.get(s) === 'SPENT'))
+    await this.store.update((d) => this.revert(d, op, spent))
+    this.log(`melt ${op.quote} was not paid; its inputs are spendable again`)
+    return true
+  }
+
+  // ---------------------------------------------------------- store changes
+
+  /** Journal an operation: inputs go pending, the op with all output secrets is written. */
+  private journal(d: WalletFile, op: Operation, inputs: ReadonlyArray<Proof>, from: ReadonlyArray<ProofState>): void {
+    const index = indexBySecret(d)
+    for (const p of inputs) {
+      const rec = index.get(p.secret)
+      if (!rec || !from.includes(rec.state) || (rec.state !== 'unspent' && rec.state !== 'locked')) {
+        throw new StoreConflict(`proof ${p.secret.slice(0, 12)}… is no longer available`)
+      }
+      rec.was = rec.state
+      rec.state = 'pending'
+      rec.op = op.id
+    }
+    if (op.kind === 'swap' && op.foreign.length > 0) {
+      const busy = new Set(d.ops.flatMap((o) => (o.kind === 'swap' ? o.foreign.map((p) => p.secret) : [])))
+      if (op.foreign.some((p) => busy.has(p.secret))) {
+        throw new Error('this token is being received right now by another command; wait for it to finish')
+      }
+    }
+    d.ops.push(op)
+  }
+
+  /**
+   * Settle an operation the mint carried out: new proofs in, inputs out, op
+   * gone, all in one write. Idempotent per secret, so settling twice adds nothing twice.
+   * `proofs[i]` belongs to `op.outputs[i]` (undefined: the mint did not sign it).
+   */
+  private settle(d: WalletFile, op: Operation, proofs: ReadonlyArray<Proof | undefined>, mode: { recovered: boolean }): void {
+    const now = Date.now()
+    const index = indexBySecret(d)
+    const reason: SpentReason =
+      op.kind === 'melt' ? 'melted' : op.kind === 'swap' && op.purpose === 'reclaim' ? 'reclaimed' : 'swapped'
+    const inputs = op.kind === 'mint' ? [] : op.inputs
+    for (const secret of inputs) {
+      const rec = index.get(secret)
+      if (!rec) continue
+      markSpent(rec, reason, now)
+    }
+    if (op.kind === 'swap') {
+      for (const p of op.foreign) {
+        const rec = index.get(p.secret)
+        if (rec) markSpent(rec, 'received', now)
+        else {
+          const added: StoredProof = { proof: asInput(p), state: 'spent', addedAt: now, spentAt: now, spentBy: 'received' }
+          d.proofs.push(added)
+          index.set(p.secret, added)
+        }
+      }
+    }
+    op.outputs.forEach((o, i) => {
+      const proof = proofs[i]
+      if (!proof || index.has(proof.secret)) return
+      const rec: StoredProof = { proof, state: 'unspent', addedAt: now }
+      if (o.role === 'locked' && o.lock) {
+        rec.state = 'locked'
+        rec.lock = o.lock
+      } else if (o.role === 'send' && !mode.recovered) {
+        // handed out in the token this settlement records; after a crash the
+        // token never reached anyone, so recovered send outputs stay ours
+        markSpent(rec, 'sent', now)
+      }
+      d.proofs.push(rec)
+      index.set(proof.secret, rec)
+    })
+    d.ops = d.ops.filter((x) => x.id !== op.id)
+  }
+
+  /** Undo the journal of an operation the mint did not carry out; inputs it reports spent stay spent. */
+  private revert(d: WalletFile, op: Operation, spentElsewhere: ReadonlySet<string>): void {
+    const now = Date.now()
+    const index = indexBySecret(d)
+    const inputs = op.kind === 'mint' ? [] : op.inputs
+    for (const secret of inputs) {
+      const rec = index.get(secret)
+      if (!rec || rec.state !== 'pending' || rec.op !== op.id) continue
+      if (spentElsewhere.has(secret)) markSpent(rec, 'spent-elsewhere', now)
+      else {
+        rec.state = rec.was ?? 'unspent'
+        delete rec.op
+        delete rec.was
+      }
+    }
+    d.ops = d.ops.filter((x) => x.id !== op.id)
+  }
+
+  private dropOp(d: WalletFile, id: string): void {
+    d.ops = d.ops.filter((x) => x.id !== id)
+  }
+
+  private async unblindAll(outputs: ReadonlyArray<JournalOutput>, sigs: Map<string, SerializedBlindedSignature> | ReadonlyArray<SerializedBlindedSignature | undefined>): Promise<Array<Proof | undefined>> {
+    const result: Array<Proof | undefined> = []
+    for (let i = 0; i < outputs.length; i++) {
+      const o = outputs[i]!
+      const sig = sigs instanceof Map ? sigs.get(o.B_) : sigs[i]
+      if (!sig) {
+        result.push(undefined)
+        continue
+      }
+      const keys: MintKeys = await this.mint.keys(sig.id)
+      result.push(unblind(o, sig, keys))
+    }
+    return result
+  }
+
+  // -------------------------------------------------------------- swapping
+
+  /** Journal, swap, settle. Returns the new proofs in output order. */
+  private async runSwap(plan: SwapPlan): Promise<Proof[]> {
+    const op: SwapOp = {
+      kind: 'swap',
+      id: this.newId(),
+      createdAt: Date.now(),
+      owner: this.owner(),
+      purpose: plan.purpose,
+      inputs: plan.inputs.map((p) => p.secret),
+      foreign: (plan.foreign ?? []).map((p) => ({ ...p })),
+      outputs: plan.outputs,
+      ...(plan.memo ? { memo: plan.memo } : {}),
+    }
+    const from = plan.from ?? ['unspent']
+    this.running.add(op.id)
+    try {
+      await this.store.update((d) => this.journal(d, op, plan.inputs, from))
+      await this.hooks.beforeMintCall?.(op)
+      const sign = plan.sign ?? ((p: Proof) => p)
+      const inputs = [...plan.inputs, ...(plan.foreign ?? [])].map((p) => asInput(sign(p)))
+      let signatures: SerializedBlindedSignature[]
+      try {
+        ;({ signatures } = await this.mint.api.swap({ inputs, outputs: serialize(op.outputs) }))
+      } catch (err) {
+        throw await this.afterFailure(op, err)
+      }
+      await this.hooks.afterMintCall?.(op)
+      if (signatures.length !== op.outputs.length) {
+        throw await this.afterFailure(op, new Error(`mint returned ${signatures.length} signatures for ${op.outputs.length} outputs`))
+      }
+      const proofs = await this.unblindAll(op.outputs, signatures)
+      await this.store.update((d) => {
+        this.settle(d, op, proofs, { recovered: false })
+        plan.onSettle?.(d, proofs)
+      })
+      return proofs as Proof[]
+    } finally {
+      this.running.delete(op.id)
+    }
+  }
+
+  /**
+   * After a failed request, settle the operation from the mint's view right
+   * away if possible, and build the error the caller sees.
+   */
+  private async afterFailure(op: Operation, err: unknown): Promise<Error> {
+    this.running.delete(op.id)
+    let settled = false
+    try {
+      settled = await this.recoverOp(op)
+    } catch {
+      // mint unreachable: the journal keeps the operation for the next load()
+    }
+    const what = describeMintError(err)
+    if (settled) return new Error(what)
+    const amount = op.kind === 'mint' ? op.amount : sumAmounts(op.outputs)
+    return new Error(
+      `${what}. The outcome is not known yet: the ${amount} sats involved stay pending in the journal and are settled automatically on the next wallet start`,
+    )
+  }
+
+  /**
+   * Pick unspent inputs worth at least `amount` plus their own input fee; merges
+   * small proofs first if more than one request's worth would be needed.
+   */
+  private async selectInputs(amount: number): Promise<{ inputs: Proof[]; total: number; fee: number }> {
+    for (let round = 0; round < 4; round++) {
+      const file = await this.store.refresh()
+      const pool = file.proofs.filter((p) => p.state === 'unspent').map((p) => p.proof)
+      let fee = 0
+      for (let i = 0; i < 8; i++) {
+        const picked = pickInputs(pool, amount + fee)
+        if (!picked) {
+          const t = totals(file)
+          throw new Error(
+            `not enough ecash: need ${amount + fee} sats${fee ? ` (including ${fee} in mint fees)` : ''}, ` +
+              `have ${t.unspent} spendable${t.pending ? ` and ${t.pending} pending` : ''}; fund the wallet first`,
+          )
+        }
+        if (picked.length > this.mint.maxBatch) break
+        const needFee = await this.mint.inputFee(picked)
+        const total = sumAmounts(picked)
+        if (total >= amount + needFee) return { inputs: picked, total, fee: needFee }
+        fee = needFee
+      }
+      await this.consolidate()
+    }
+    throw new Error(`could not gather inputs for ${amount} sats within the mint's limit of ${this.mint.maxBatch} per request`)
+  }
+
+  /** Swap the smallest proofs (one request's worth) into fewer, larger ones. */
+  private async consolidate(): Promise<void> {
+    const file = await this.store.refresh()
+    const small = file.proofs
+      .filter((p) => p.state === 'unspent')
+      .map((p) => p.proof)
+      .sort((a, b) => a.amount - b.amount)
+      .slice(0, this.mint.maxBatch)
+    const fee = await this.mint.inputFee(small)
+    const keep = sumAmounts(small) - fee
+    if (keep <= 0) throw new Error('the smallest proofs are worth less than the fee to merge them')
+    const keyset = await this.mint.activeKeyset()
+    const keys = await this.mint.keys(keyset.id)
+    const outputs = splitAmount(keep, keys).map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const }))
+    this.log(`merging ${small.length} small proofs before paying`)
+    await this.runSwap({ purpose: 'split', inputs: small, outputs })
+  }
+
+  private async keepOutputs(amount: number): Promise<JournalOutput[]> {
+    if (amount <= 0) return []
+    const keyset = await this.mint.activeKeyset()
+    const keys = await this.mint.keys(keyset.id)
+    return splitAmount(amount, keys).map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const }))
+  }
+
+  /** Run `fn`, retrying when another process took the chosen proofs in between. */
+  private async retryOnConflict<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fn()
+      } catch (err) {
+        if (!(err instanceof StoreConflict) || attempt >= 3) throw err
+      }
+    }
+  }
+
+  // ------------------------------------------------------------- public ops
+
+  /**
+   * NUT-04: ask for a quote, show the invoice, wait (bounded) for it to be paid,
+   * mint. The quote and its outputs are journaled first, so an invoice paid
+   * after a crash or a timeout is still minted by the next load().
+   */
+  async fund(amount: number, opts: FundOptions = {}): Promise<FundResult> {
+    assertAmount(amount)
+    const keyset = await this.mint.activeKeyset()
+    const keys = await this.mint.keys(keyset.id)
+    const quote = await this.mint.api.createMintQuote({ unit: 'sat', amount })
+    const op: MintOp = {
+      kind: 'mint',
+      id: this.newId(),
+      createdAt: Date.now(),
+      owner: this.owner(),
+      quote: quote.quote,
+      amount,
+      request: quote.request,
+      expiry: typeof quote.expiry === 'number' ? quote.expiry : null,
+      outputs: splitAmount(amount, keys).map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const })),
+    }
+    this.running.add(op.id)
+    try {
+      await this.store.update((d) => d.ops.push(op))
+      await opts.onInvoice?.(quote.request, quote.quote)
+      const deadline = Date.now() + (opts.timeoutMs ?? 600_000)
+      let state = quote.state
+      while (state === MintQuoteState.UNPAID) {
+        if (Date.now() > deadline) {
+          throw new Error(
+            `invoice not paid within ${Math.round((opts.timeoutMs ?? 600_000) / 1000)} s; quote ${quote.quote} is kept: ` +
+              `if it is paid later, the next wallet command mints the ${amount} sats`,
+          )
+        }
+        await sleep(opts.pollMs ?? 1000)
+        try {
+          state = (await this.mint.api.checkMintQuote(quote.quote)).state
+        } catch (err) {
+          this.log(`checking the quote failed (${describeMintError(err)}); retrying`)
+        }
+      }
+      await this.mintOutputs(op)
+      return { amount, quote: quote.quote, request: quote.request }
+    } finally {
+      this.running.delete(op.id)
+    }
+  }
+
+  /** POST /v1/mint with the journaled outputs and settle. */
+  private async mintOutputs(op: MintOp): Promise<void> {
+    await this.hooks.beforeMintCall?.(op)
+    let signatures: Array<SerializedBlindedSignature | undefined>
+    try {
+      ;({ signatures } = await this.mint.api.mint({ quote: op.quote, outputs: serialize(op.outputs) }))
+    } catch (err) {
+      // an earlier attempt may have minted these outputs and lost the answer
+      const found = await this.mint.restore(serialize(op.outputs)).catch(() => new Map<string, SerializedBlindedSignature>())
+      if (found.size === 0) {
+        throw new Error(`${describeMintError(err)}; quote ${op.quote} stays journaled and is retried on the next wallet start`)
+      }
+      signatures = op.outputs.map((o) => found.get(o.B_))
+    }
+    await this.hooks.afterMintCall?.(op)
+    const proofs = await this.unblindAll(op.outputs, signatures)
+    await this.store.update((d) => this.settle(d, op, proofs, { recovered: false }))
+  }
+
+  /**
+   * A V4 token worth exactly `amount`, with DLEQ proofs. Uses stored proofs as
+   * they are when they add up exactly (no mint round trip), else swaps for change.
+   * The token is recorded in the store (`sent`) before it is returned.
+   */
+  async send(amount: number, opts: { memo?: string } = {}): Promise<string> {
+    assertAmount(amount)
+    return this.retryOnConflict(async () => {
+      const file = await this.store.refresh()
+      const pool = file.proofs.filter((p) => p.state === 'unspent' && p.proof.dleq).map((p) => p.proof)
+      const exact = exactSubset(pool, amount)
+      if (exact) {
+        const token = encodeToken(this.mintUrl, exact, opts)
+        await this.store.update((d) => {
+          const index = indexBySecret(d)
+          const now = Date.now()
+          const recs = exact.map((p) => index.get(p.secret))
+          if (recs.some((r) => !r || r.state !== 'unspent')) throw new StoreConflict('proofs changed while sending')
+          for (const r of recs) markSpent(r!, 'sent', now)
+          d.sent.push({ at: now, amount, token })
+        })
+        return token
+      }
+      const { inputs, total, fee } = await this.selectInputs(amount)
+      const keyset = await this.mint.activeKeyset()
+      const keys = await this.mint.keys(keyset.id)
+      const outputs: JournalOutput[] = [
+        ...splitAmount(amount, keys).map((a) => ({ ...randomOutput(a, keyset.id), role: 'send' as const })),
+        ...(await this.keepOutputs(total - amount - fee)),
+      ]
+      let token = ''
+      await this.runSwap({
+        purpose: 'send',
+        inputs,
+        outputs,
+        onSettle: (d, proofs) => {
+          const send = proofs.filter((p, i): p is Proof => !!p && outputs[i]!.role === 'send')
+          token = encodeToken(this.mintUrl, send, opts)
+          d.sent.push({ at: Date.now(), amount, token })
+        },
+      })
+      return token
+    })
+  }
+
+  /**
+   * Receive a V4 or V3 token from this wallet's mint: swap its proofs for new
+   * ones at the mint, so the sender can no longer spend them.
+   */
+  async receive(token: string): Promise<ReceiveResult> {
+    const decoded = decodeToken(token)
+    if (!sameMint(decoded.mint, this.mintUrl)) {
+      throw new Error(
+        `this token is from mint ${decoded.mint}, but this wallet uses ${this.mintUrl}; ` +
+          `receive it with a wallet for that mint (dvm-wallet --mint ${decoded.mint} receive …)`,
+      )
+    }
+    if (decoded.unit !== 'sat') throw new Error(`this token is in unit "${decoded.unit}"; this wallet holds sats only`)
+    if (decoded.proofs.some((p) => readP2PKLock(p.secret))) {
+      throw new Error('this token holds P2PK-locked proofs; only the holder of the lock key can redeem them')
+    }
+    const file = await this.store.refresh()
+    const index = indexBySecret(file)
+    const amount = sumAmounts(decoded.proofs)
+    for (const p of decoded.proofs) {
+      const rec = index.get(p.secret)
+      if (!rec) continue
+      if (rec.state === 'spent' && rec.spentBy === 'received') {
+        throw new Error(`this token was already received by this wallet; the balance is unchanged`)
+      }
+      if (rec.state !== 'spent') throw new Error('this token holds proofs that are already in this wallet; nothing to receive')
+      // spent by us as 'sent': taking back our own token is fine; the mint decides
+    }
+    const keysets = new Set((await this.mint.keysets()).map((k) => k.id))
+    const unknown = decoded.proofs.find((p) => !keysets.has(p.id))
+    if (unknown) throw new Error(`this token uses keyset ${unknown.id}, which mint ${this.mintUrl} does not list; it cannot be received here`)
+    const fee = await this.mint.inputFee(decoded.proofs)
+    if (amount - fee <= 0) throw new Error(`this token is worth ${amount} sats, not more than the mint's fee of ${fee} to receive it`)
+    const outputs = await this.keepOutputs(amount - fee)
+    try {
+      await this.runSwap({ purpose: 'receive', inputs: [], foreign: decoded.proofs, outputs, ...(decoded.memo ? { memo: decoded.memo } : {}) })
+    } catch (err) {
+      if (/already spent|11001/i.test(String((err as Error).message))) {
+        throw new Error('this token was already spent (received before by this or another wallet); the balance is unchanged')
+      }
+      throw err
+    }
+    return { amount: amount - fee, fee, ...(decoded.memo ? { memo: decoded.memo } : {}) }
+  }
+
+  /**
+   * NUT-05: pay a bolt11 invoice from the balance. Inputs cover the amount plus
+   * the mint's fee reserve; blank outputs (NUT-08) bring back whatever the
+   * payment did not use.
+   */
+  async melt(bolt11: string): Promise<MeltResult> {
+    const request = bolt11.trim().replace(/^lightning:/i, '')
+    if (!/^ln(bc|tb|bcrt|tbs|sb)[0-9a-z]+$/i.test(request)) throw new Error('that is not a bolt11 invoice (it should start with lnbc, lntb or lnbcrt)')
+    const quote = await this.mint.api.createMeltQuote({ unit: 'sat', request })
+    return this.retryOnConflict(async () => {
+      const { inputs, total, fee } = await this.selectInputs(quote.amount + quote.fee_reserve)
+      const keyset = await this.mint.activeKeyset()
+      const overpay = total - quote.amount - fee
+      const outputs: JournalOutput[] = Array.from({ length: bitLength(overpay) }, () => ({ ...randomOutput(1, keyset.id), role: 'keep' as const }))
+      const op: MeltOp = {
+        kind: 'melt',
+        id: this.newId(),
+        createdAt: Date.now(),
+        owner: this.owner(),
+        quote: quote.quote,
+        amount: quote.amount,
+        feeReserve: quote.fee_reserve,
+        request,
+        inputs: inputs.map((p) => p.secret),
+        outputs,
+      }
+      this.running.add(op.id)
+      try {
+        await this.store.update((d) => this.journal(d, op, inputs, ['unspent']))
+        await this.hooks.beforeMintCall?.(op)
+        let res: PartialMeltQuoteResponse
+        try {
+          res = await this.mint.slowApi.melt({ quote: quote.quote, inputs: inputs.map(asInput), outputs: serialize(outputs) })
+        } catch (err) {
+          throw await this.afterFailure(op, err)
+        }
+        await this.hooks.afterMintCall?.(op)
+        if (res.state === MeltQuoteState.PAID) {
+          const change = await this.unblindAll(outputs, res.change ?? [])
+          await this.store.update((d) => this.settle(d, op, change, { recovered: false }))
+          const changeTotal = sumAmounts(change.filter((p): p is Proof => !!p))
+          return {
+            paid: true,
+            state: 'PAID',
+            ...(res.payment_preimage ? { preimage: res.payment_preimage } : {}),
+            amount: quote.amount,
+            feePaid: total - quote.amount - changeTotal,
+          }
+        }
+        if (res.state === MeltQuoteState.PENDING) {
+          this.log(`payment pending at the mint; ${total} sats stay pending until it settles`)
+          return { paid: false, state: 'PENDING', amount: quote.amount, feePaid: 0 }
+        }
+        const settled = await this.recoverOp(op).catch(() => false)
+        throw new Error(
+          `the mint could not pay the invoice; ${settled ? `your ${total} sats are spendable again` : `${total} sats stay pending and are settled on the next wallet start`}`,
+        )
+      } finally {
+        this.running.delete(op.id)
+      }
+    })
+  }
+
+  /**
+   * Deposit proofs that are already ours alone (e.g. fresh from a redeem swap).
+   * Duplicates by secret are ignored, so a retried deposit never counts twice.
+   */
+  async addProofs(proofs: ReadonlyArray<Proof>): Promise<{ added: number; amount: number }> {
+    for (const p of proofs) {
+      assertAmount(p.amount, 'proof amount')
+      if (typeof p.secret !== 'string' || typeof p.C !== 'string' || typeof p.id !== 'string') throw new Error('addProofs got a malformed proof')
+    }
+    return this.store.update((d) => {
+      const index = indexBySecret(d)
+      const now = Date.now()
+      let added = 0
+      let amount = 0
+      for (const p of proofs) {
+        if (index.has(p.secret)) continue
+        const rec: StoredProof = { proof: { id: p.id, amount: p.amount, secret: p.secret, C: p.C, ...(p.dleq ? { dleq: p.dleq } : {}) }, state: 'unspent', addedAt: now }
+        d.proofs.push(rec)
+        index.set(p.secret, rec)
+        added++
+        amount += p.amount
+      }
+      return { added, amount }
+    })
+  }
+
+  /**
+   * One swap (per `maxBatch` outputs) turning `amount` sats into `amount` 1-sat
+   * proofs P2PK-locked (NUT-11, SIG_INPUTS) to the payee, with locktime and our
+   * refund key, each carrying its DLEQ proof (NUT-12). They stay in the store as
+   * `locked` until marked paid (markLockedPaid) or reclaimed (reclaimLocked).
+   * Amounts above one request are split into several swaps; if a later one
+   * fails, the earlier ones stay locked (see lockedProofs()).
+   */
+  async lockForPayee(opts: LockForPayeeOptions): Promise<Proof[]> {
+    assertAmount(opts.amount)
+    const payee = normalizePubkey(opts.payeePubkey, 'payee key')
+    const refund = normalizePubkey(opts.refundPubkey, 'refund key')
+    if (sameXOnly(payee, refund)) throw new Error('the refund key must differ from the payee key')
+    const now = Math.floor(Date.now() / 1000)
+    if (!Number.isSafeInteger(opts.locktime) || opts.locktime <= now) {
+      throw new Error(`locktime ${opts.locktime} is not in the future (now ${now}); the payee would refuse proofs it cannot safely redeem`)
+    }
+    const info = await this.mint.info()
+    if (!info.nuts['11']?.supported || !info.nuts['12']?.supported) {
+      throw new Error(`mint ${this.mintUrl} does not support P2PK locks (NUT-11) and DLEQ proofs (NUT-12), which per-tick payment needs; use another mint`)
+    }
+    const keyset = await this.mint.activeKeyset()
+    if ((keyset.input_fee_ppk ?? 0) > 0) {
+      throw new Error(
+        `mint ${this.mintUrl} charges an input fee of ${keyset.input_fee_ppk} ppk per proof (keyset ${keyset.id}), ` +
+          `so every 1-sat tick would cost the payee a fee share when redeemed; this wallet refuses to lock 1-sat proofs at such a mint. ` +
+          `Use a mint with input_fee_ppk = 0 (nutshell: MINT_INPUT_FEE_PPK=0)`,
+      )
+    }
+    const keys = await this.mint.keys(keyset.id)
+    if (!keys.keys[1]) throw new Error(`keyset ${keyset.id} of mint ${this.mintUrl} has no 1-sat key`)
+    const lock: LockInfo = { payee, locktime: opts.locktime, refund }
+    const locked: Proof[] = []
+    let remaining = opts.amount
+    while (remaining > 0) {
+      const chunk = await this.retryOnConflict(async () => {
+        let count = Math.min(remaining, this.mint.maxBatch - 1)
+        for (;;) {
+          const sel = await this.selectInputs(count)
+          const change = splitAmount(sel.total - count - sel.fee, keys)
+          if (count + change.length > this.mint.maxBatch) {
+            count = this.mint.maxBatch - change.length
+            continue
+          }
+          const outputs: JournalOutput[] = [
+            ...Array.from({ length: count }, () => ({ ...blindSecret(p2pkSecret({ pubkey: payee, locktime: lock.locktime, refundPubkey: refund }), 1, keyset.id), role: 'locked' as const, lock })),
+            ...change.map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const })),
+          ]
+          const proofs = await this.runSwap({ purpose: 'lock', inputs: sel.inputs, outputs })
+          return proofs.filter((_, i) => outputs[i]!.role === 'locked')
+        }
+      })
+      const noDleq = chunk.filter((p) => !p.dleq).length
+      if (noDleq > 0) {
+        throw new Error(
+          `mint ${this.mintUrl} signed ${noDleq} locked proofs without DLEQ proofs (NUT-12); a payee will refuse them. ` +
+            `They stay locked in the wallet and can be reclaimed after locktime ${lock.locktime}`,
+        )
+      }
+      locked.push(...chunk)
+      remaining -= chunk.length
+    }
+    return locked
+  }
+
+  /** The payee accepted these locked proofs: they are no longer ours to reclaim. Durable before it resolves. */
+  async markLockedPaid(proofs: ReadonlyArray<Pick<Proof, 'secret'>>): Promise<number> {
+    return this.store.update((d) => {
+      const index = indexBySecret(d)
+      const now = Date.now()
+      let n = 0
+      for (const p of proofs) {
+        const rec = index.get(p.secret)
+        if (rec?.state === 'locked') {
+          markSpent(rec, 'paid', now)
+          n += rec.proof.amount
+        }
+      }
+      return n
+    })
+  }
+
+  /**
+   * After locktime, take back locked proofs the payee did not redeem: spend them
+   * with the refund key's signature (NUT-11 refund path) into fresh proofs.
+   * Proofs the payee already redeemed are marked spent.
+   */
+  async reclaimLocked(proofs: ReadonlyArray<Proof>, refundPrivkey: string | Uint8Array): Promise<ReclaimResult> {
+    const result: ReclaimResult = { reclaimed: 0, alreadySpent: 0, stillPending: 0 }
+    if (proofs.length === 0) return result
+    const refundPub = pubkeyOf(refundPrivkey)
+    const now = Math.floor(Date.now() / 1000)
+    for (const p of proofs) {
+      const lock = readP2PKLock(p.secret)
+      if (!lock) throw new Error(`proof ${p.secret.slice(0, 12)}… is not P2PK-locked; nothing to reclaim`)
+      if (!lock.refund.some((k) => sameXOnly(k, refundPub))) throw new Error('the given private key is not the refund key of these proofs')
+      if (lock.locktime === undefined || lock.locktime >= now) {
+        throw new Error(`these proofs are locked to the payee until ${lock.locktime ?? 'forever'} (now ${now}); reclaim them after that`)
+      }
+    }
+    const states = await this.mint.states(proofs.map((p) => p.secret))
+    const spent = proofs.filter((p) => states.get(p.secret) === 'SPENT')
+    const unspent = proofs.filter((p) => states.get(p.secret) === 'UNSPENT')
+    result.alreadySpent = sumAmounts(spent)
+    result.stillPending = sumAmounts(proofs.filter((p) => states.get(p.secret) === 'PENDING'))
+    if (spent.length > 0) {
+      await this.store.update((d) => {
+        const index = indexBySecret(d)
+        for (const p of spent) {
+          const rec = index.get(p.secret)
+          if (rec && rec.state === 'locked') markSpent(rec, 'paid', Date.now())
+        }
+      })
+    }
+    const file = await this.store.refresh()
+    const index = indexBySecret(file)
+    const sign = (p: Proof) => withWitness(p, refundPrivkey)
+    for (let i = 0; i < unspent.length; i += this.mint.maxBatch - 64) {
+      const batch = unspent.slice(i, i + this.mint.maxBatch - 64)
+      const ours = batch.filter((p) => index.get(p.secret)?.state === 'locked').map((p) => index.get(p.secret)!.proof)
+      const foreign = batch.filter((p) => !index.has(p.secret))
+      const fee = await this.mint.inputFee([...ours, ...foreign])
+      const keep = sumAmounts([...ours, ...foreign]) - fee
+      if (keep <= 0) continue
+      await this.runSwap({ purpose: 'reclaim', inputs: ours, foreign, from: ['locked'], sign, outputs: await this.keepOutputs(keep) })
+      result.reclaimed += keep
+    }
+    return result
+  }
+}
+
+function markSpent(rec: StoredProof, reason: SpentReason, at: number): void {
+  rec.state = 'spent'
+  rec.spentBy = reason
+  rec.spentAt = at
+  delete rec.op
+  delete rec.was
+}

@@ -1,0 +1,521 @@
+import type { Identity } from '../identity/nostr-key.js'
+import type { Chunk, Job, JobInput, Processor } from '../processors/types.js'
+import { BoundedSet, LruMap } from '../nostr/bounded.js'
+import { decryptFrom, encryptFor, EncryptionError, type EncryptionScheme } from '../nostr/encryption.js'
+import { loadNostrCrypto, nowSeconds, tagValue, type Event, type EventTemplate, type NostrCrypto } from '../nostr/events.js'
+import {
+  addressedProviders,
+  buildFeedback,
+  buildResult,
+  cancelledRequestIds,
+  DELETION_KIND,
+  isEncryptedRequest,
+  isJobRequestKind,
+  NIP90_LIMITS,
+  parseJobRequest,
+  parsePrivateTags,
+  type FeedbackDraft,
+  type JobRequest,
+  type ReplyEncryptor,
+} from '../nostr/nip90.js'
+import { RelayPool, type PoolSubscription } from '../nostr/relay-client.js'
+import { ChainError, ChainResolver } from './chain.js'
+import { JobQueue, QueueFullError } from './job-queue.js'
+import { MintJobPayments, PaymentRefused, type JobPayments, type OfflineProofAcceptor, type ProofSink } from './job-payments.js'
+import { PubkeyRateLimiter, type RateLimitOptions } from './rate-limit.js'
+import { jobCacheKey, ResultCache, type ResultCacheOptions } from './result-cache.js'
+import { PartialStream } from './partial-stream.js'
+
+/**
+ * The provider's NIP-90 service: takes job requests from relays, runs them
+ * through the processor, and answers with feedback (kind 7000) and results
+ * (kind + 1000). See docs/nip90.md for the behaviour customers can rely on.
+ */
+export interface RelayJobServiceOptions {
+  identity: Identity
+  /** relay URLs (the service opens and closes its own pool) or a pool shared with the rest of the agent */
+  relays: string[] | RelayPool
+  kinds: number[]
+  processor: Processor
+  crypto?: NostrCrypto
+  /** sats one relay job costs: `perJob` (the provider's Pricing) or `perRequest` (a NIP-89 handler's pricing) */
+  pricing?: { perJob?: number; perRequest?: number }
+  /** jobs priced below this many sats are served free (an invoice is not worth it) */
+  minPrice?: number
+  /** where paid ecash goes; needed for paid jobs */
+  wallet?: ProofSink
+  /** the provider's own mint, which issues its invoices */
+  mintUrl?: string
+  /** mints whose tokens are accepted in a `cashu` param (default: mintUrl) */
+  acceptedMints?: string[]
+  /** hex private key of the payment key, to redeem tokens locked to it */
+  paymentPrivkey?: string
+  /** verifies locked 1-sat proofs in a `cashu` param offline (the TickVerifier) */
+  offlineProofs?: OfflineProofAcceptor
+  /** proofs for a job were stored offline: redeem them when convenient */
+  onOfflineProofs?: (jobId: string) => void
+  /** replaces the mint-backed payments (tests, other wallets) */
+  payments?: JobPayments
+  /** jobs running at once (--max-jobs) */
+  maxJobs?: number
+  /** jobs waiting for a slot */
+  maxQueued?: number
+  /** jobs waiting for a payment or for an earlier job in a chain */
+  maxWaiting?: number
+  /** per customer pubkey; false disables */
+  rateLimit?: RateLimitOptions | false
+  jobTimeoutMs?: number
+  paymentTimeoutMs?: number
+  chainTimeoutMs?: number
+  /** a free job still running after this gets a `processing` feedback (paid jobs get one at once) */
+  processingFeedbackAfterMs?: number
+  /** streamed output is sent as `partial` feedback at most this often */
+  partialIntervalMs?: number
+  /** false disables caching results of identical requests */
+  resultCache?: ResultCacheOptions | false
+  /** serve requests that name no provider (`p`); default true */
+  acceptUnaddressed?: boolean
+  /** how long a result is retried while no relay accepts it */
+  resultPublishDeadlineMs?: number
+  /** what the service is doing, for logs and --json output */
+  onActivity?: (activity: JobActivity) => void
+}
+
+export type JobActivity =
+  | { type: 'request'; id: string; customer: string; kind: number; encrypted: boolean }
+  | { type: 'ignored'; id: string; reason: string }
+  | { type: 'rejected'; id: string; reason: string }
+  | { type: 'payment-required'; id: string; sats: number; bolt11: string }
+  | { type: 'paid'; id: string; sats: number; via: 'invoice' | 'cashu' }
+  | { type: 'started'; id: string; cached: boolean }
+  | { type: 'result'; id: string; bytes: number; relays: number }
+  | { type: 'failed'; id: string; reason: string }
+  | { type: 'cancelled'; id: string }
+  | { type: 'publish-failed'; id: string; what: string; reason: string }
+
+interface ActiveJob {
+  request: JobRequest
+  abort: AbortController
+  encrypt?: ReplyEncryptor
+  /** any feedback sent: then the job also ends with `success` */
+  feedbackSent: boolean
+  processingSent: boolean
+  paidMsats?: number
+  seq: number
+}
+
+class JobFailure extends Error {
+  override name = 'JobFailure'
+}
+
+class Cancelled extends Error {
+  override name = 'Cancelled'
+  constructor() {
+    super('cancelled by the customer')
+  }
+}
+
+const DEFAULTS = {
+  maxJobs: 4,
+  maxQueued: 64,
+  maxWaiting: 64,
+  jobTimeoutMs: 5 * 60_000,
+  paymentTimeoutMs: 10 * 60_000,
+  chainTimeoutMs: 10 * 60_000,
+  processingFeedbackAfterMs: 300,
+  partialIntervalMs: 250,
+  resultPublishDeadlineMs: 60_000,
+  rateLimit: { perMinute: 120, burst: 30 } satisfies RateLimitOptions,
+}
+
+export class RelayJobService {
+  private readonly opts: RelayJobServiceOptions
+  private readonly me: string
+  private readonly ownsPool: boolean
+  private pool: RelayPool | undefined
+  private crypto: NostrCrypto | undefined
+  private readonly queue: JobQueue
+  private readonly limiter: PubkeyRateLimiter | undefined
+  private readonly cache: ResultCache | undefined
+  private chain: ChainResolver | undefined
+  private payments: JobPayments | undefined
+  private readonly jobs = new Map<string, ActiveJob>()
+  /** every request id seen, so a second relay's copy (or a resubscribe) is not handled twice */
+  private readonly handled = new BoundedSet<string>(100_000)
+  /** deletions that arrived before their request: id -> author */
+  private readonly earlyCancels = new LruMap<string, string>(10_000)
+  private waiting = 0
+  private subs: PoolSubscription[] = []
+  private outputIsText = true
+  private started = false
+  private stopped = false
+
+  constructor(opts: RelayJobServiceOptions) {
+    for (const k of opts.kinds) if (!isJobRequestKind(k)) throw new RangeError(`--kind ${k} is not a job request kind (5000-5999)`)
+    if (opts.kinds.length === 0) throw new Error('no job kinds given; pass --kind=5050 (or another 5000-5999 kind)')
+    this.opts = opts
+    this.me = opts.identity.pubkey
+    this.ownsPool = Array.isArray(opts.relays)
+    this.queue = new JobQueue(opts.maxJobs ?? DEFAULTS.maxJobs, opts.maxQueued ?? DEFAULTS.maxQueued)
+    const rl = opts.rateLimit === undefined ? DEFAULTS.rateLimit : opts.rateLimit
+    this.limiter = rl ? new PubkeyRateLimiter(rl) : undefined
+    this.cache = opts.resultCache === false ? undefined : new ResultCache(opts.resultCache)
+    if (this.pricePerJob() > 0 && !opts.payments && !(opts.wallet && opts.mintUrl)) {
+      throw new Error(`jobs cost ${this.pricePerJob()} sats but no wallet and mint were given to take payment; pass --mint (or set the price below --min-price)`)
+    }
+  }
+
+  /** Slots free right now, for the heartbeat. */
+  get capacity(): { free: number; max: number; queued: number } {
+    return { free: this.queue.free, max: this.queue.concurrency, queued: this.queue.queued }
+  }
+
+  /** The pool in use (available after start). */
+  get relayPool(): RelayPool {
+    if (!this.pool) throw new Error('the relay job service is not started')
+    return this.pool
+  }
+
+  async start(): Promise<void> {
+    if (this.started) throw new Error('the relay job service was already started')
+    this.started = true
+    this.crypto = this.opts.crypto ?? (await loadNostrCrypto())
+    this.pool = Array.isArray(this.opts.relays) ? new RelayPool({ crypto: this.crypto, relays: this.opts.relays }) : this.opts.relays
+    this.chain = new ChainResolver(this.pool, this.me)
+    this.payments =
+      this.opts.payments ??
+      (this.opts.wallet && this.opts.mintUrl
+        ? new MintJobPayments({
+            mintUrl: this.opts.mintUrl,
+            wallet: this.opts.wallet,
+            ...(this.opts.acceptedMints ? { acceptedMints: this.opts.acceptedMints } : {}),
+            ...(this.opts.paymentPrivkey ? { paymentPrivkey: this.opts.paymentPrivkey } : {}),
+            ...(this.opts.offlineProofs ? { offline: this.opts.offlineProofs } : {}),
+            ...(this.opts.onOfflineProofs ? { onOfflineAccepted: this.opts.onOfflineProofs } : {}),
+          })
+        : undefined)
+    const info = await this.opts.processor.describe()
+    this.outputIsText = /^text\/|json|xml|yaml/.test(info.output)
+    const since = nowSeconds()
+    this.subs.push(
+      this.pool.subscribe([{ kinds: this.opts.kinds, since }], {
+        onevent: (ev) => this.onRequest(ev),
+      }),
+      // NIP-09 asks deletions to carry `k` tags; that lets us hear only ours.
+      this.pool.subscribe([{ kinds: [DELETION_KIND], '#k': this.opts.kinds.map(String), since }], {
+        onevent: (ev) => this.onDeletion(ev),
+      }),
+    )
+  }
+
+  /** Stop taking requests, cancel running jobs (they get an `error` feedback), close the pool if we opened it. */
+  async stop(): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    for (const s of this.subs) s.close()
+    this.subs = []
+    const running = [...this.jobs.values()]
+    for (const j of running) j.abort.abort(new JobFailure('the provider is shutting down'))
+    // Give the error feedback a moment to go out.
+    const deadline = Date.now() + 3000
+    while (this.jobs.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    if (this.ownsPool) this.pool?.close()
+  }
+
+  // ------------------------------------------------------------ intake
+
+  private onRequest(event: Event): void {
+    if (this.stopped || !this.handled.add(event.id)) return
+    const ignore = (reason: string): void => this.activity({ type: 'ignored', id: event.id, reason })
+    const providers = addressedProviders(event)
+    if (providers.length > 0 && !providers.includes(this.me)) return ignore('addressed to other providers')
+    if (providers.length === 0 && this.opts.acceptUnaddressed === false) return ignore('addressed to no provider')
+    const exp = Number(tagValue(event, 'expiration'))
+    if (Number.isFinite(exp) && exp > 0 && exp <= nowSeconds()) return ignore('expired')
+    const cancelledBy = this.earlyCancels.peek(event.id)
+    if (cancelledBy === event.pubkey) return ignore('cancelled before it arrived')
+    if (this.limiter) {
+      const d = this.limiter.take(event.pubkey)
+      if (!d.ok) {
+        if (d.notify) this.rejectRaw(event, `rate limited: too many requests from your key; retry in ${Math.ceil(d.retryAfterMs / 1000)} s`)
+        return ignore('rate limited')
+      }
+    }
+
+    let privateTags: string[][] | undefined
+    let scheme: EncryptionScheme | undefined
+    if (isEncryptedRequest(event)) {
+      try {
+        const { plaintext, scheme: s } = decryptFrom(this.opts.identity.secretKey, event.pubkey, event.content)
+        scheme = s
+        const parsed = parsePrivateTags(plaintext)
+        if (!parsed.ok) return this.rejectRaw(event, parsed.reason, s)
+        privateTags = parsed.value
+      } catch (err) {
+        return this.rejectRaw(event, err instanceof EncryptionError ? err.message : `cannot decrypt the request (${(err as Error).message})`)
+      }
+    }
+    const parsed = parseJobRequest(event, privateTags)
+    if (!parsed.ok) return this.rejectRaw(event, parsed.reason, scheme)
+    const request = parsed.value
+    if (request.inputs.length === 0) return this.rejectRaw(event, 'the request has no input; add an "i" tag', scheme)
+
+    const limit = this.queue.concurrency + this.queue.maxQueued + (this.opts.maxWaiting ?? DEFAULTS.maxWaiting)
+    if (this.jobs.size >= limit) return this.rejectRaw(event, `busy: ${this.jobs.size} jobs in hand; try again later`, scheme)
+
+    const job: ActiveJob = { request, abort: new AbortController(), feedbackSent: false, processingSent: false, seq: 0 }
+    if (scheme) {
+      const sk = this.opts.identity.secretKey
+      job.encrypt = (text) => encryptFor(sk, request.customer, text, scheme)
+    }
+    this.jobs.set(request.id, job)
+    this.activity({ type: 'request', id: request.id, customer: request.customer, kind: request.kind, encrypted: Boolean(scheme) })
+    void this.runJob(job).finally(() => this.jobs.delete(request.id))
+  }
+
+  private onDeletion(event: Event): void {
+    for (const id of cancelledRequestIds(event)) {
+      const job = this.jobs.get(id)
+      if (job) {
+        // Only the customer who asked can cancel.
+        if (job.request.customer === event.pubkey && !job.abort.signal.aborted) job.abort.abort(new Cancelled())
+      } else if (!this.handled.has(id)) {
+        this.earlyCancels.set(id, event.pubkey)
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ one job
+
+  private async runJob(job: ActiveJob): Promise<void> {
+    const { request } = job
+    const signal = job.abort.signal
+    try {
+      const input = await this.resolveInputs(job)
+      const work: Job = { id: request.id, kind: request.kind, input, params: request.params, customer: request.customer }
+      if (request.output !== undefined) work.output = request.output
+      await this.takePayment(job, work)
+      signal.throwIfAborted()
+      if (request.expiration !== undefined && request.expiration <= nowSeconds()) throw new JobFailure('the request expired before it could run')
+
+      const key = this.cache ? jobCacheKey(work) : undefined
+      const cached = key ? this.cache!.get(key) : undefined
+      let content: string
+      if (cached !== undefined) {
+        this.activity({ type: 'started', id: request.id, cached: true })
+        content = cached
+      } else {
+        content = await this.queue.run(() => this.execute(job, work), signal)
+        if (key) this.cache!.set(key, content)
+      }
+      await this.publishResult(job, content)
+      this.chain!.record(request.id, { ok: true, text: content, customer: request.customer, encrypted: Boolean(request.encryption) })
+      if (job.feedbackSent) void this.feedback(job, { status: 'success' })
+    } catch (err) {
+      const reason = this.reasonOf(err, signal)
+      this.chain!.record(request.id, { ok: false, text: reason, customer: request.customer, encrypted: Boolean(request.encryption) })
+      if (signal.reason instanceof Cancelled) this.activity({ type: 'cancelled', id: request.id })
+      else this.activity({ type: 'failed', id: request.id, reason })
+      await this.feedback(job, { status: 'error', extra: reason })
+    }
+  }
+
+  private reasonOf(err: unknown, signal: AbortSignal): string {
+    if (signal.aborted && signal.reason instanceof Error) return signal.reason.message
+    if (err instanceof JobFailure || err instanceof PaymentRefused || err instanceof ChainError || err instanceof QueueFullError) return err.message
+    // Processor and mint errors are passed on: they are written to be read.
+    return err instanceof Error ? `the job failed: ${err.message}` : 'the job failed'
+  }
+
+  private async resolveInputs(job: ActiveJob): Promise<JobInput[]> {
+    const { request } = job
+    if (!request.inputs.some((i) => i.type === 'job')) return request.inputs
+    const timeoutMs = this.opts.chainTimeoutMs ?? DEFAULTS.chainTimeoutMs
+    return this.whileWaiting(() => withTimeout(job.abort.signal, timeoutMs, 'the earlier job in the chain gave no result in time', (signal) =>
+      Promise.all(
+        request.inputs.map(async (i) => {
+          if (i.type !== 'job') return i
+          const text = await this.chain!.wait(i.value, request.customer, signal)
+          const resolved: JobInput = { type: 'text', value: text }
+          if (i.marker !== undefined) resolved.marker = i.marker
+          return resolved
+        }),
+      ),
+    ))
+  }
+
+  /** Sats this provider charges for one relay job. */
+  private pricePerJob(): number {
+    const p = this.opts.pricing?.perJob ?? this.opts.pricing?.perRequest ?? 0
+    return Number.isFinite(p) && p > 0 ? Math.ceil(p) : 0
+  }
+
+  private async takePayment(job: ActiveJob, work: Job): Promise<void> {
+    const sats = this.pricePerJob()
+    if (sats === 0 || sats < (this.opts.minPrice ?? 0)) return
+    const msats = sats * 1000
+    const { request } = job
+    if (request.bidMsats !== undefined && request.bidMsats < msats) {
+      throw new JobFailure(`this job costs ${msats} msats; your bid of ${request.bidMsats} msats is below it`)
+    }
+    const payments = this.payments
+    if (!payments) throw new JobFailure('this provider cannot take payments right now')
+    const token = work.params.cashu
+    if (token !== undefined) {
+      // A token sent in the clear can be taken by anyone who reads the relay; only
+      // P2PK-locked tokens are safe there, and the mint's swap tells which is which.
+      const got = await payments.acceptToken(token, sats, request.id)
+      job.paidMsats = got * 1000
+      this.activity({ type: 'paid', id: request.id, sats: got, via: 'cashu' })
+      await this.feedback(job, { status: 'processing', extra: `paid ${got} sats in ecash` })
+      job.processingSent = true
+      return
+    }
+    const paymentTimeoutMs = this.opts.paymentTimeoutMs ?? DEFAULTS.paymentTimeoutMs
+    await this.whileWaiting(() => withTimeout(job.abort.signal, paymentTimeoutMs, 'the invoice was not paid in time', async (signal) => {
+      const invoice = await payments.invoice(sats, `dvm job ${request.id.slice(0, 16)}`)
+      this.activity({ type: 'payment-required', id: request.id, sats, bolt11: invoice.bolt11 })
+      await this.feedback(job, { status: 'payment-required', amountMsats: msats, bolt11: invoice.bolt11, extra: `pay ${sats} sats to start the job` })
+      await invoice.settled(signal)
+    }))
+    job.paidMsats = msats
+    this.activity({ type: 'paid', id: request.id, sats, via: 'invoice' })
+    await this.feedback(job, { status: 'processing', extra: 'payment received' })
+    job.processingSent = true
+  }
+
+  /** Bound the number of jobs parked on a payment or a chain. */
+  private async whileWaiting<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.waiting >= (this.opts.maxWaiting ?? DEFAULTS.maxWaiting)) throw new JobFailure('busy: too many jobs waiting for payment or earlier jobs; try again later')
+    this.waiting++
+    try {
+      return await fn()
+    } finally {
+      this.waiting--
+    }
+  }
+
+  /** Run the processor, streaming `partial` feedback; returns the whole output. */
+  private async execute(job: ActiveJob, work: Job): Promise<string> {
+    this.activity({ type: 'started', id: job.request.id, cached: false })
+    const timeoutMs = this.opts.jobTimeoutMs ?? DEFAULTS.jobTimeoutMs
+    return withTimeout(job.abort.signal, timeoutMs, `the job ran longer than ${Math.round(timeoutMs / 1000)} s`, async (signal) => {
+      const processingTimer = job.processingSent
+        ? undefined
+        : setTimeout(() => void this.sendProcessing(job), this.opts.processingFeedbackAfterMs ?? DEFAULTS.processingFeedbackAfterMs)
+      const partials = new PartialStream(
+        async (piece) => {
+          if (!job.processingSent) await this.sendProcessing(job)
+          await this.feedback(job, { status: 'partial', content: piece, seq: job.seq++ })
+        },
+        this.opts.partialIntervalMs ?? DEFAULTS.partialIntervalMs,
+        NIP90_LIMITS.maxPartialBytes / 4,
+      )
+      const decoder = new TextDecoder()
+      const parts: string[] = []
+      const binary: Uint8Array[] = []
+      let bytes = 0
+      const tooBig = (): JobFailure => new JobFailure(`the output is over ${NIP90_LIMITS.maxResultBytes} bytes, more than a relay event carries; ask for less`)
+      try {
+        for await (const chunk of this.opts.processor.run(work, signal) as AsyncIterable<Chunk>) {
+          signal.throwIfAborted()
+          if (typeof chunk !== 'string' && !this.outputIsText) {
+            // Binary output goes out base64-encoded in the result, without partials.
+            binary.push(chunk)
+            bytes += Math.ceil(chunk.byteLength / 3) * 4
+            if (bytes > NIP90_LIMITS.maxResultBytes) throw tooBig()
+            continue
+          }
+          const text = typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true })
+          bytes += Buffer.byteLength(text)
+          if (bytes > NIP90_LIMITS.maxResultBytes) throw tooBig()
+          parts.push(text)
+          partials.push(text)
+        }
+        signal.throwIfAborted()
+        if (binary.length > 0) return Buffer.concat(binary).toString('base64')
+        const tail = decoder.decode()
+        if (tail) {
+          parts.push(tail)
+          partials.push(tail)
+        }
+        await partials.finish()
+        return parts.join('')
+      } finally {
+        clearTimeout(processingTimer)
+        await partials.cancel()
+      }
+    })
+  }
+
+  private async sendProcessing(job: ActiveJob): Promise<void> {
+    if (job.processingSent) return
+    job.processingSent = true
+    await this.feedback(job, { status: 'processing' })
+  }
+
+  // ------------------------------------------------------------ replies
+
+  private sign(template: EventTemplate): Event {
+    return this.crypto!.sign(template, this.opts.identity.secretKey)
+  }
+
+  private async feedback(job: ActiveJob, draft: FeedbackDraft): Promise<void> {
+    job.feedbackSent = true
+    const ev = this.sign(buildFeedback(job.request, draft, nowSeconds(), job.encrypt))
+    const outcomes = await this.pool!.publish(ev, { extraRelays: job.request.relays })
+    if (!outcomes.some((o) => o.ok)) {
+      this.activity({ type: 'publish-failed', id: job.request.id, what: draft.status, reason: outcomes.map((o) => `${o.relay}: ${o.message}`).join('; ') })
+    }
+  }
+
+  private async publishResult(job: ActiveJob, content: string): Promise<void> {
+    const draft = job.paidMsats !== undefined ? { content, amountMsats: job.paidMsats } : { content }
+    const ev = this.sign(buildResult(job.request, draft, nowSeconds(), job.encrypt))
+    const deadline = Date.now() + (this.opts.resultPublishDeadlineMs ?? DEFAULTS.resultPublishDeadlineMs)
+    // A result is the thing that was paid for: keep trying through a relay restart.
+    for (;;) {
+      const outcomes = await this.pool!.publish(ev, { extraRelays: job.request.relays })
+      const accepted = outcomes.filter((o) => o.ok).length
+      if (accepted > 0) {
+        this.activity({ type: 'result', id: job.request.id, bytes: Buffer.byteLength(content), relays: accepted })
+        return
+      }
+      if (Date.now() >= deadline || this.stopped) {
+        this.activity({ type: 'publish-failed', id: job.request.id, what: 'result', reason: outcomes.map((o) => `${o.relay}: ${o.message}`).join('; ') })
+        return
+      }
+      await new Promise((r) => setTimeout(r, 500))
+    }
+  }
+
+  /** Answer a request that never became a job (malformed, undecryptable, rate limited, busy). */
+  private rejectRaw(event: Event, reason: string, scheme?: EncryptionScheme): void {
+    this.activity({ type: 'rejected', id: event.id, reason })
+    const request = { id: event.id, customer: event.pubkey }
+    const encrypt = scheme ? (text: string) => encryptFor(this.opts.identity.secretKey, event.pubkey, text, scheme) : undefined
+    const ev = this.sign(buildFeedback(request, { status: 'error', extra: reason }, nowSeconds(), encrypt))
+    void this.pool!.publish(ev).then((outcomes) => {
+      if (!outcomes.some((o) => o.ok)) this.activity({ type: 'publish-failed', id: event.id, what: 'error', reason: outcomes.map((o) => o.message).join('; ') })
+    })
+  }
+
+  private activity(a: JobActivity): void {
+    this.opts.onActivity?.(a)
+  }
+}
+
+/** Run `fn` with a signal that aborts with `parent` or after `ms` (reason: JobFailure(message)); the timer never outlives `fn`. */
+async function withTimeout<T>(parent: AbortSignal, ms: number, message: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const c = new AbortController()
+  const t = setTimeout(() => c.abort(new JobFailure(message)), ms)
+  const signal = AbortSignal.any([parent, c.signal])
+  try {
+    return await fn(signal)
+  } catch (err) {
+    // Whatever the work threw on its way out, the abort is the real reason.
+    throw signal.aborted ? signal.reason : err
+  } finally {
+    clearTimeout(t)
+  }
+}

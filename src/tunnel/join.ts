@@ -1,0 +1,31 @@
+import { pipeline, type Duplex } from 'node:stream'
+
+/**
+ * Pipe two byte streams into each other, both ways, with backpressure
+ * (`pipeline` only reads from one side as fast as the other accepts).
+ * A clean end (FIN) in one direction ends only that direction, so half-closed
+ * HTTP clients still get their answer. An error or reset on either side
+ * destroys both: a half-broken tunnel must not linger.
+ *
+ * @param onClose called once, when both directions are done or one failed.
+ */
+export function joinStreams(a: Duplex, b: Duplex, onClose?: (err?: Error) => void): void {
+  let pending = 2
+  let failed: Error | undefined
+  const done = (err?: Error | null): void => {
+    if (err && !failed) {
+      failed = err
+      a.destroy()
+      b.destroy()
+    }
+    if (--pending === 0) {
+      // Both directions finished: nothing more can flow, release both ends
+      // even when the streams do not auto-destroy (allowHalfOpen duplexes).
+      a.destroy()
+      b.destroy()
+      onClose?.(failed)
+    }
+  }
+  pipeline(a, b, done)
+  pipeline(b, a, done)
+}

@@ -1,0 +1,270 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CashuMint, CashuWallet, OutputData, type Proof } from '@cashu/cashu-ts'
+import { add, mulG, secretToY, secretToYHex } from '../src/payments/hash-to-curve.js'
+import { makeP2PKSecret, SchnorrSigner, type P2PKLock } from '../src/payments/p2pk.js'
+import { loadOrCreatePaymentKey, paymentKeyFromPrivkey, type PaymentKey } from '../src/payments/payment-key.js'
+import { MintKeyCache } from '../src/payments/mint-keys.js'
+import { ReceivedStore } from '../src/payments/received-store.js'
+import { TickVerifier } from '../src/payments/tick-verifier.js'
+import { Redeemer, type RedeemedProof } from '../src/payments/redeemer.js'
+import { startMint, type RunningMint } from '../src/devnet/mint.js'
+import { devnet } from './helpers/devnet.js'
+
+const tmpDirs: string[] = []
+async function tmp(prefix = 'dvm-redeem-'): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix))
+  tmpDirs.push(d)
+  return d
+}
+afterAll(async () => {
+  await Promise.all(tmpDirs.map((d) => rm(d, { recursive: true, force: true })))
+})
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+const nowSec = () => Math.floor(Date.now() / 1000)
+
+function blind(secret: string, amount: number, keysetId: string): { output: OutputData; r: Buffer; B_: string } {
+  for (;;) {
+    const r = randomBytes(32)
+    try {
+      const B_ = hex(add(secretToY(secret), mulG(r)))
+      return { output: new OutputData({ amount, id: keysetId, B_ }, BigInt('0x' + r.toString('hex')), new TextEncoder().encode(secret)), r, B_ }
+    } catch {
+      /* r out of range */
+    }
+  }
+}
+
+/** The customer side, on cashu-ts: fund from the FakeWallet mint, then one lock swap into 1-sat P2PK proofs. */
+async function lockedTicks(mintUrl: string, count: number, lock: P2PKLock): Promise<Proof[]> {
+  const wallet = new CashuWallet(new CashuMint(mintUrl), { unit: 'sat' })
+  await wallet.loadMint()
+  const quote = await wallet.createMintQuote(count)
+  for (let i = 0; i < 50 && (await wallet.checkMintQuote(quote.quote)).state !== 'PAID'; i++) await new Promise((r) => setTimeout(r, 100))
+  const funds = await wallet.mintProofs(count, quote.quote)
+  const outputs = Array.from({ length: count }, () => blind(makeP2PKSecret(lock), 1, wallet.keysetId).output)
+  const { send } = await wallet.swap(count, funds, { outputData: { send: outputs } })
+  return send
+}
+
+/** fetch that records every call (the mint round trips) and can be told to misbehave. */
+function countingFetch(opts: { onSwap?: 'lose-response' | 'fail-before-send' } = {}) {
+  const calls: string[] = []
+  let onSwap = opts.onSwap
+  const f = (async (input: string | URL | Request, init?: RequestInit) => {
+    const url = String(input)
+    calls.push(new URL(url).pathname)
+    if (url.endsWith('/v1/swap') && onSwap) {
+      const mode = onSwap
+      onSwap = undefined
+      if (mode === 'fail-before-send') throw new TypeError('fetch failed', { cause: new Error('socket hang up') })
+      await fetch(input, init) // the mint does the swap …
+      throw new TypeError('fetch failed', { cause: new Error('socket hang up') }) // … and the answer is lost
+    }
+    return fetch(input, init)
+  }) as typeof fetch
+  return { fetch: f, calls }
+}
+
+interface Provider {
+  dir: string
+  key: PaymentKey
+  keys: MintKeyCache
+  store: ReceivedStore
+  verifier: TickVerifier
+  wallet: RedeemedProof[]
+  deposit: (mint: string, proofs: RedeemedProof[]) => Promise<void>
+}
+
+async function provider(mintUrl: string, dir?: string): Promise<Provider> {
+  const d = dir ?? (await tmp())
+  const key = await loadOrCreatePaymentKey(d)
+  const keys = new MintKeyCache({ dataDir: d, mints: [mintUrl] })
+  await keys.start()
+  const store = await ReceivedStore.open(d)
+  const verifier = new TickVerifier({ paymentPubkey: key.pubkey, keys, minLocktimeMarginSec: 600, store })
+  const wallet: RedeemedProof[] = []
+  // Idempotent by secret, as the real Wallet.addProofs must be.
+  const deposit = async (_mint: string, proofs: RedeemedProof[]) => {
+    for (const p of proofs) if (!wallet.some((w) => w.secret === p.secret)) wallet.push(p)
+  }
+  return { dir: d, key, keys, store, verifier, wallet, deposit }
+}
+
+async function acceptAll(p: Provider, session: string, ticks: Proof[], mintUrl: string, now?: number): Promise<void> {
+  for (const t of ticks) expect(await p.verifier.accept(session, t, mintUrl, now)).toMatchObject({ ok: true })
+}
+
+/** The mint's view: are the deposited proofs real, unspent ecash worth `amount`? */
+async function assertSpendable(mintUrl: string, proofs: RedeemedProof[], amount: number): Promise<void> {
+  expect(proofs.reduce((n, p) => n + p.amount, 0)).toBe(amount)
+  const res = await fetch(`${mintUrl}/v1/checkstate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ Ys: proofs.map((p) => secretToYHex(p.secret)) }),
+  })
+  const { states } = (await res.json()) as { states: { state: string }[] }
+  expect(states.every((s) => s.state === 'UNSPENT')).toBe(true)
+  // And they can be swapped (the signatures are valid).
+  const w = new CashuWallet(new CashuMint(mintUrl), { unit: 'sat' })
+  await w.loadMint()
+  const { send } = await w.swap(amount, proofs as Proof[])
+  expect(send.reduce((n, p) => n + p.amount, 0)).toBe(amount)
+}
+
+describe('Redeemer on the shared devnet mint', () => {
+  let mintUrl: string
+  const customer = paymentKeyFromPrivkey(randomBytes(32))
+  beforeAll(() => {
+    mintUrl = devnet().mint
+  })
+
+  it('turns 100 held ticks into 100 sats with at most 3 mint round trips', async () => {
+    const p = await provider(mintUrl)
+    const ticks = await lockedTicks(mintUrl, 100, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    await acceptAll(p, 'session-100', ticks, mintUrl)
+    expect(p.store.counts().held).toBe(100)
+    const { fetch: f, calls } = countingFetch()
+    const r = new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: p.deposit, fetch: f })
+    const [report] = await r.sessionEnded('session-100')
+    expect(report).toMatchObject({ redeemedProofs: 100, redeemedAmount: 100, lostProofs: 0, remainingProofs: 0 })
+    expect(calls.length).toBeLessThanOrEqual(3)
+    expect(calls).toEqual(['/v1/swap'])
+    expect(p.store.counts()).toMatchObject({ held: 0, redeeming: 0, redeemed: 100 })
+    await assertSpendable(mintUrl, p.wallet, 100)
+    // A replay after redemption is still refused offline.
+    expect(p.verifier.verify(ticks[0], mintUrl)).toMatchObject({ ok: false, code: 'replayed' })
+    await p.store.close()
+  })
+
+  it('recovers after a crash whose swap reached the mint but whose answer was lost (NUT-09 restore)', async () => {
+    const p = await provider(mintUrl)
+    const ticks = await lockedTicks(mintUrl, 30, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    await acceptAll(p, 's', ticks, mintUrl)
+    const bad = countingFetch({ onSwap: 'lose-response' })
+    const r1 = new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: p.deposit, fetch: bad.fetch })
+    const [rep1] = await r1.redeemAll()
+    expect(rep1?.error).toBeTruthy()
+    expect(p.store.counts()).toMatchObject({ redeeming: 30, pendingBatches: 1 })
+    expect(p.wallet).toHaveLength(0)
+    // "Crash": drop everything in memory, reopen from disk.
+    await p.store.close()
+    const p2 = await provider(mintUrl, p.dir)
+    expect(p2.store.pendingRedeems()).toHaveLength(1)
+    const good = countingFetch()
+    const r2 = new Redeemer({ store: p2.store, keys: p2.keys, paymentPrivkey: p2.key.privkey, depositTo: p2.deposit, fetch: good.fetch })
+    const [rep2] = await r2.redeemAll()
+    expect(rep2).toMatchObject({ redeemedProofs: 30, redeemedAmount: 30, remainingProofs: 0 })
+    expect(good.calls).toEqual(['/v1/restore'])
+    expect(p2.store.counts()).toMatchObject({ redeemed: 30, pendingBatches: 0 })
+    await assertSpendable(mintUrl, p2.wallet, 30)
+    await p2.store.close()
+  })
+
+  it('recovers after a crash between journalling and sending (NUT-07 check, then swap again)', async () => {
+    const p = await provider(mintUrl)
+    const ticks = await lockedTicks(mintUrl, 20, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    await acceptAll(p, 's', ticks, mintUrl)
+    const bad = countingFetch({ onSwap: 'fail-before-send' })
+    const r1 = new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: p.deposit, fetch: bad.fetch })
+    await r1.redeemAll()
+    expect(p.store.counts()).toMatchObject({ redeeming: 20, pendingBatches: 1 })
+    await p.store.close()
+    const p2 = await provider(mintUrl, p.dir)
+    const good = countingFetch()
+    const r2 = new Redeemer({ store: p2.store, keys: p2.keys, paymentPrivkey: p2.key.privkey, depositTo: p2.deposit, fetch: good.fetch })
+    const [rep] = await r2.redeemAll()
+    expect(rep).toMatchObject({ redeemedProofs: 20, redeemedAmount: 20, remainingProofs: 0 })
+    expect(good.calls).toEqual(['/v1/restore', '/v1/checkstate', '/v1/swap'])
+    await assertSpendable(mintUrl, p2.wallet, 20)
+    await p2.store.close()
+  })
+
+  it('marks a tick the customer took back with its refund key as lost, and redeems the rest', async () => {
+    const p = await provider(mintUrl)
+    const refundKey = paymentKeyFromPrivkey(randomBytes(32))
+    const lt = nowSec() + 2
+    const ticks = await lockedTicks(mintUrl, 5, { pubkey: p.key.pubkey, locktime: lt, refundKeys: [refundKey.pubkey] })
+    // Accepted "long ago", when the locktime was still far off.
+    await acceptAll(p, 's', ticks, mintUrl, lt - 3600)
+    await new Promise((r) => setTimeout(r, 3000))
+    // The customer spends one tick via the refund path (locktime has passed).
+    const t = ticks[0] as Proof
+    const ks = p.keys.activeKeyset(mintUrl)!
+    const out = blind(randomBytes(32).toString('hex'), 1, ks.id)
+    const res = await fetch(`${mintUrl}/v1/swap`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        inputs: [{ amount: 1, id: t.id, secret: t.secret, C: t.C, witness: new SchnorrSigner(refundKey.privkey).witness(t.secret) }],
+        outputs: [{ amount: 1, id: ks.id, B_: out.B_ }],
+      }),
+    })
+    expect(res.status).toBe(200)
+    const { fetch: f, calls } = countingFetch()
+    const r = new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: p.deposit, fetch: f })
+    const [rep] = await r.redeemAll()
+    expect(rep).toMatchObject({ redeemedProofs: 4, redeemedAmount: 4, lostProofs: 1, remainingProofs: 0 })
+    expect(calls).toEqual(['/v1/swap', '/v1/restore', '/v1/checkstate', '/v1/swap'])
+    expect(p.store.counts()).toMatchObject({ redeemed: 4, lost: 1 })
+    await p.store.close()
+  })
+
+  it('redeems automatically once the count threshold is reached', async () => {
+    const p = await provider(mintUrl)
+    const ticks = await lockedTicks(mintUrl, 12, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    const r = new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: p.deposit, countThreshold: 10 })
+    r.start()
+    await acceptAll(p, 's', ticks, mintUrl)
+    for (let i = 0; i < 100 && p.store.counts().redeemed < 10; i++) await new Promise((res) => setTimeout(res, 50))
+    expect(p.store.counts().redeemed).toBeGreaterThanOrEqual(10)
+    const [rep] = await r.redeemAll()
+    expect(rep?.remainingProofs).toBe(0)
+    expect(p.store.counts().redeemed).toBe(12)
+    await r.stop()
+    await assertSpendable(mintUrl, p.wallet, 12)
+    await p.store.close()
+  })
+})
+
+describe('Redeemer while the mint is down', () => {
+  let mint: RunningMint | undefined
+  afterAll(async () => {
+    await mint?.stop()
+  })
+
+  it('keeps verifying ticks offline, keeps the proofs, and redeems once the mint is back', async () => {
+    const mintDir = await tmp('dvm-mintdown-')
+    mint = await startMint({ dataDir: mintDir })
+    const { url, port } = mint
+    const customer = paymentKeyFromPrivkey(randomBytes(32))
+    const p = await provider(url)
+    const ticks = await lockedTicks(url, 20, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    await mint.kill()
+    mint = undefined
+
+    // A provider restarted while the mint is down verifies from its persisted keys.
+    await p.store.close()
+    const p2 = await provider(url, p.dir)
+    await acceptAll(p2, 'offline', ticks, url)
+    const { fetch: f, calls } = countingFetch()
+    const logs: string[] = []
+    const r = new Redeemer({ store: p2.store, keys: p2.keys, paymentPrivkey: p2.key.privkey, depositTo: p2.deposit, fetch: f, log: (m) => logs.push(m), backoffInitialMs: 50 })
+    const [down] = await r.redeemAll()
+    expect(down?.error).toMatch(/not reachable/)
+    expect(down?.remainingProofs).toBe(20)
+    expect(p2.store.counts()).toMatchObject({ held: 20, redeeming: 0, pendingBatches: 0 })
+    expect(calls).toEqual(['/v1/swap'])
+    expect(r.stats().failures).toBe(1)
+
+    mint = await startMint({ dataDir: mintDir, port })
+    const [up] = await r.redeemAll()
+    expect(up).toMatchObject({ redeemedProofs: 20, redeemedAmount: 20, remainingProofs: 0 })
+    await assertSpendable(url, p2.wallet, 20)
+    await p2.store.close()
+  })
+})

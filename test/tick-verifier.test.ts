@@ -1,0 +1,395 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, rm, stat, readFile, appendFile } from 'node:fs/promises'
+import { spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { CashuMint, CashuWallet, OutputData, hasValidDleq, type MintKeys, type Proof } from '@cashu/cashu-ts'
+import { schnorr } from '@noble/curves/secp256k1.js'
+import { hashToCurve, secretToY, add, mulG } from '../src/payments/hash-to-curve.js'
+import { verifyProofDleq } from '../src/payments/dleq.js'
+import { makeP2PKSecret, parseP2PKSecret, SchnorrSigner, type P2PKLock } from '../src/payments/p2pk.js'
+import { loadOrCreatePaymentKey, paymentKeyFromPrivkey } from '../src/payments/payment-key.js'
+import { MintKeyCache, deriveKeysetIdV00, normalizeMintUrl } from '../src/payments/mint-keys.js'
+import { ReceivedStore } from '../src/payments/received-store.js'
+import { TickVerifier } from '../src/payments/tick-verifier.js'
+import { startMint, type RunningMint } from '../src/devnet/mint.js'
+import { defaultMintVenv } from '../src/devnet/paths.js'
+import { devnet } from './helpers/devnet.js'
+
+const tmpDirs: string[] = []
+async function tmp(prefix = 'dvm-tick-'): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix))
+  tmpDirs.push(d)
+  return d
+}
+afterAll(async () => {
+  await Promise.all(tmpDirs.map((d) => rm(d, { recursive: true, force: true })))
+})
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+function flipBit(h: string, bit = 0): string {
+  const b = Buffer.from(h, 'hex')
+  const i = b.length - 1 - Math.floor(bit / 8)
+  b[i] = (b[i] as number) ^ (1 << bit % 8)
+  return b.toString('hex')
+}
+
+/** Blinded outputs for secrets we choose (P2PK with string tags), for cashu-ts to send to the mint. */
+function outputsFor(secrets: string[], amount: number, keysetId: string): OutputData[] {
+  return secrets.map((secret) => {
+    for (;;) {
+      const r = randomBytes(32)
+      try {
+        const B_ = add(secretToY(secret), mulG(r))
+        return new OutputData({ amount, id: keysetId, B_: hex(B_) }, BigInt('0x' + r.toString('hex')), new TextEncoder().encode(secret))
+      } catch {
+        /* r out of range: draw again */
+      }
+    }
+  })
+}
+
+/** A funded cashu-ts wallet at `mintUrl` (FakeWallet pays invoices at once). */
+async function fundedWallet(mintUrl: string, amount: number): Promise<{ wallet: CashuWallet; proofs: Proof[] }> {
+  const wallet = new CashuWallet(new CashuMint(mintUrl), { unit: 'sat' })
+  await wallet.loadMint()
+  const quote = await wallet.createMintQuote(amount)
+  for (let i = 0; i < 50; i++) {
+    const q = await wallet.checkMintQuote(quote.quote)
+    if (q.state === 'PAID') break
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  const proofs = await wallet.mintProofs(amount, quote.quote)
+  return { wallet, proofs }
+}
+
+/** One swap turning `proofs` into `count` proofs of `each` sats, locked as given (the customer's lock swap). */
+async function lockSwap(wallet: CashuWallet, proofs: Proof[], count: number, each: number, lock: P2PKLock): Promise<Proof[]> {
+  const keysetId = wallet.keysetId
+  const secrets = Array.from({ length: count }, () => makeP2PKSecret(lock))
+  const { send } = await wallet.swap(count * each, proofs, { outputData: { send: outputsFor(secrets, each, keysetId) } })
+  return send
+}
+
+describe('NUT-00 hash_to_curve', () => {
+  it('matches the NUT-00 test vectors', () => {
+    const v = (h: string) => hex(hashToCurve(Buffer.from(h, 'hex')))
+    expect(v('00'.repeat(32))).toBe('024cce997d3b518f739663b757deaec95bcd9473c30a14ac2fd04023a739d1a725')
+    expect(v('00'.repeat(31) + '01')).toBe('022e7158e11c9506f1aa4248bf531298daa7febd6194f003edcd9b93ade6253acf')
+    expect(v('00'.repeat(31) + '02')).toBe('026cdbe15362df59cd1dd3c9c11de8aedac2106eca69236ecd9fbe117af897be4f')
+  })
+})
+
+describe('NUT-12 DLEQ against proofs made by nutshell', () => {
+  // nutshell's own b_dhke (the reference implementation) plays mint and wallet.
+  const script = `
+import json
+from cashu.core.crypto.secp import PrivateKey
+from cashu.core.crypto.b_dhke import step1_alice, step2_bob, step3_alice
+a = PrivateKey(bytes.fromhex("${'7f'.repeat(32)}"))
+A = a.public_key
+out = []
+for i in range(20):
+    secret = "nutshell-secret-%d" % i
+    B_, r = step1_alice(secret)
+    C_, e, s = step2_bob(B_, a)
+    C = step3_alice(C_, r, A)
+    out.append(dict(amount=1, id="009a1f293253e41e", secret=secret, C=C.format().hex(), dleq=dict(e=e.to_hex(), s=s.to_hex(), r=r.to_hex())))
+print(json.dumps(dict(A=A.format().hex(), proofs=out)))
+`
+  let A: Buffer
+  let proofs: Proof[]
+  beforeAll(() => {
+    const r = spawnSync(join(defaultMintVenv(), 'bin', 'python'), ['-c', script], { encoding: 'utf8' })
+    if (r.status !== 0) throw new Error(`nutshell helper failed: ${r.stderr}`)
+    const data = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { A: string; proofs: Proof[] }
+    A = Buffer.from(data.A, 'hex')
+    proofs = data.proofs
+  })
+
+  it('accepts every valid proof, as cashu-ts does', () => {
+    const keyset = { id: '009a1f293253e41e', unit: 'sat', keys: { 1: A.toString('hex') } } as unknown as MintKeys
+    for (const p of proofs) {
+      expect(verifyProofDleq(p as never, A)).toBe(true)
+      expect(hasValidDleq(p, keyset)).toBe(true)
+    }
+  })
+
+  it('rejects a flipped bit in e, s, r or C, and a different mint key', () => {
+    const p = proofs[0] as Proof & { dleq: { e: string; s: string; r: string } }
+    for (const bit of [0, 1, 77, 255]) {
+      expect(verifyProofDleq({ ...p, dleq: { ...p.dleq, e: flipBit(p.dleq.e, bit) } } as never, A)).toBe(false)
+      expect(verifyProofDleq({ ...p, dleq: { ...p.dleq, s: flipBit(p.dleq.s, bit) } } as never, A)).toBe(false)
+      expect(verifyProofDleq({ ...p, dleq: { ...p.dleq, r: flipBit(p.dleq.r, bit) } } as never, A)).toBe(false)
+      expect(verifyProofDleq({ ...p, C: flipBit(p.C, bit) } as never, A)).toBe(false)
+    }
+    expect(verifyProofDleq({ ...p, secret: p.secret + 'x' } as never, A)).toBe(false)
+    expect(verifyProofDleq(p as never, Buffer.from(mulG(randomBytes(32))))).toBe(false)
+    expect(verifyProofDleq({ ...p, dleq: undefined } as never, A)).toBe(false)
+    expect(verifyProofDleq({ ...p, dleq: { ...p.dleq, s: '00'.repeat(32) } } as never, A)).toBe(false)
+  })
+})
+
+describe('NUT-11 P2PK', () => {
+  it('signs BIP-340 exactly (test vector 0) and verifiably for random keys', () => {
+    const signer = new SchnorrSigner('00'.repeat(31) + '03')
+    const sig = signer.sign(Buffer.alloc(32), Buffer.alloc(32))
+    expect(sig.toString('hex').toUpperCase()).toBe(
+      'E907831F80848D1069A5371B402410364BDF1C5F8307B0084C55F1CE2DCA821525F66A4A85EA8B71E482A74F382D2CE5EBEEE8FDB2172F477DF4900D310536C0',
+    )
+    for (let i = 0; i < 20; i++) {
+      const sk = randomBytes(32)
+      const s = new SchnorrSigner(sk)
+      const msg = randomBytes(32)
+      expect(schnorr.verify(s.sign(msg), msg, schnorr.getPublicKey(sk))).toBe(true)
+    }
+  })
+
+  it('produces the witness nutshell verifies (sha256 of the secret, x-only key)', () => {
+    const key = paymentKeyFromPrivkey(randomBytes(32))
+    const secret = makeP2PKSecret({ pubkey: key.pubkey, locktime: 1_900_000_000, refundKeys: [key.pubkey] })
+    const witness = new SchnorrSigner(key.privkey).witness(secret)
+    const py = `
+import json, sys
+from cashu.core.p2pk import verify_schnorr_signature
+from cashu.core.crypto.secp import PublicKey
+d = json.loads(sys.stdin.read())
+sig = json.loads(d["witness"])["signatures"][0]
+print(verify_schnorr_signature(d["secret"].encode("utf-8"), PublicKey(bytes.fromhex(d["pubkey"])), bytes.fromhex(sig)))
+`
+    const r = spawnSync(join(defaultMintVenv(), 'bin', 'python'), ['-c', py], { input: JSON.stringify({ witness, secret, pubkey: key.pubkey }), encoding: 'utf8' })
+    expect(r.stdout.trim().split('\n').pop()).toBe('True')
+  })
+
+  it('reads only what the mint reads as locked', () => {
+    const pk = '02' + '11'.repeat(32)
+    const ok = parseP2PKSecret(makeP2PKSecret({ pubkey: pk, locktime: 1_900_000_000, refundKeys: ['03' + '22'.repeat(32)] }))
+    expect(ok.ok && ok.secret.locktime === 1_900_000_000 && ok.secret.refundKeys.length === 1 && ok.secret.sigflag === 'SIG_INPUTS').toBe(true)
+    // cashu-ts createP2PKData writes a numeric locktime: nutshell then treats the proof as unlocked.
+    const numeric = JSON.stringify(['P2PK', { nonce: 'ab', data: pk, tags: [['locktime', 1_900_000_000]] }])
+    expect(parseP2PKSecret(numeric)).toMatchObject({ ok: false, code: 'not-locked' })
+    expect(parseP2PKSecret(JSON.stringify(['P2PK', { data: pk, tags: [] }]))).toMatchObject({ ok: false, code: 'not-locked' })
+    expect(parseP2PKSecret('a'.repeat(64))).toMatchObject({ ok: false, code: 'not-locked' })
+    expect(parseP2PKSecret(JSON.stringify(['HTLC', { nonce: 'ab', data: pk }]))).toMatchObject({ ok: false, code: 'not-locked' })
+    expect(parseP2PKSecret(JSON.stringify(['P2PK', { nonce: 'ab', data: pk, tags: [['locktime', '1_000']] }]))).toMatchObject({ ok: false, code: 'malformed' })
+    expect(parseP2PKSecret(JSON.stringify(['P2PK', { nonce: 'ab', data: pk, tags: [['locktime', '1'], ['locktime', '2']] }]))).toMatchObject({ ok: false, code: 'malformed' })
+    expect(parseP2PKSecret(JSON.stringify(['P2PK', { nonce: 'ab', data: pk, tags: [['foo', 'bar']] }]))).toMatchObject({ ok: false, code: 'malformed' })
+    expect(parseP2PKSecret(JSON.stringify(['P2PK', { nonce: 'ab', data: pk, tags: [] }]) + ' '.repeat(1100))).toMatchObject({ ok: false, code: 'malformed' })
+  })
+})
+
+describe('payment key', () => {
+  it('is created 0600 with an even-y 02 pubkey and stays the same', async () => {
+    const dir = await tmp()
+    const k1 = await loadOrCreatePaymentKey(dir)
+    expect(k1.pubkey).toMatch(/^02[0-9a-f]{64}$/)
+    expect((await stat(join(dir, 'payment.key'))).mode & 0o777).toBe(0o600)
+    const k2 = await loadOrCreatePaymentKey(dir)
+    expect(k2).toEqual(k1)
+    for (let i = 0; i < 10; i++) expect(paymentKeyFromPrivkey(randomBytes(32)).pubkey.startsWith('02')).toBe(true)
+  })
+})
+
+describe('tick verification against a real mint', () => {
+  let mintUrl: string
+  let wallet: CashuWallet
+  let funds: Proof[]
+  let payKey: { privkey: string; pubkey: string }
+  let dataDir: string
+  let keys: MintKeyCache
+  let store: ReceivedStore
+  let verifier: TickVerifier
+  let ticks: Proof[]
+  const customer = paymentKeyFromPrivkey(randomBytes(32))
+  const now = () => Math.floor(Date.now() / 1000)
+  const locktime = () => now() + 3600
+
+  beforeAll(async () => {
+    mintUrl = devnet().mint
+    const funded = await fundedWallet(mintUrl, 64)
+    wallet = funded.wallet
+    funds = funded.proofs
+    dataDir = await tmp()
+    payKey = await loadOrCreatePaymentKey(dataDir)
+    keys = new MintKeyCache({ dataDir, mints: [mintUrl] })
+    const sync = await keys.start()
+    expect(sync[0]?.ok).toBe(true)
+    store = await ReceivedStore.open(dataDir)
+    verifier = new TickVerifier({ paymentPubkey: payKey.pubkey, keys, minLocktimeMarginSec: 600, store })
+    // One lock swap: 10 ticks locked to the provider, refund to the customer.
+    const { keep, send } = await wallet.send(10, funds, { includeFees: false })
+    funds = keep
+    ticks = await lockSwap(wallet, send, 10, 1, { pubkey: payKey.pubkey, locktime: locktime(), refundKeys: [customer.pubkey] })
+    expect(ticks).toHaveLength(10)
+  })
+  afterAll(async () => {
+    await store?.close()
+  })
+
+  it('accepts ticks from a real lock swap, and stores them durably before resolving', async () => {
+    for (const t of ticks.slice(0, 5)) {
+      const v = await verifier.accept('s1', t, mintUrl)
+      expect(v).toMatchObject({ ok: true })
+    }
+    expect(store.counts().held).toBe(5)
+    const log = await readFile(store.file, 'utf8')
+    expect(log.trim().split('\n')).toHaveLength(6)
+  })
+
+  it('refuses a replayed tick, also after the store is reopened', async () => {
+    const t = ticks[0] as Proof
+    expect(verifier.verify(t, mintUrl)).toMatchObject({ ok: false, code: 'replayed' })
+    expect(await store.accept('s2', t as never, mintUrl)).toMatchObject({ ok: false, code: 'replayed' })
+    await store.close()
+    store = await ReceivedStore.open(dataDir)
+    verifier = new TickVerifier({ paymentPubkey: payKey.pubkey, keys, minLocktimeMarginSec: 600, store })
+    expect(store.counts().held).toBe(5)
+    expect(await verifier.accept('s3', t, mintUrl)).toMatchObject({ ok: false, code: 'replayed' })
+    // Concurrent duplicates: exactly one wins.
+    const dup = ticks[5] as Proof
+    const rs = await Promise.all([verifier.accept('a', dup, mintUrl), verifier.accept('b', dup, mintUrl), verifier.accept('c', dup, mintUrl)])
+    expect(rs.filter((r) => r.ok)).toHaveLength(1)
+    expect(rs.filter((r) => !r.ok && r.code === 'replayed')).toHaveLength(2)
+  })
+
+  it('refuses forged proofs (bad DLEQ / C), without storing them', () => {
+    const t = ticks[6] as Proof & { dleq: { e: string; s: string; r: string } }
+    expect(verifier.verify({ ...t, C: flipBit(t.C, 3) }, mintUrl)).toMatchObject({ ok: false, code: 'bad-dleq' })
+    expect(verifier.verify({ ...t, dleq: { ...t.dleq, e: flipBit(t.dleq.e) } }, mintUrl)).toMatchObject({ ok: false, code: 'bad-dleq' })
+    expect(verifier.verify({ ...t, dleq: { ...t.dleq, s: flipBit(t.dleq.s, 9) } }, mintUrl)).toMatchObject({ ok: false, code: 'bad-dleq' })
+    expect(verifier.verify({ ...t, dleq: { ...t.dleq, r: flipBit(t.dleq.r, 200) } }, mintUrl)).toMatchObject({ ok: false, code: 'bad-dleq' })
+    // A made-up proof with a valid lock but a random "signature".
+    const fake = { ...t, secret: makeP2PKSecret({ pubkey: payKey.pubkey, locktime: locktime(), refundKeys: [customer.pubkey] }) }
+    expect(verifier.verify(fake, mintUrl)).toMatchObject({ ok: false, code: 'bad-dleq' })
+    const { dleq: _omit, ...noDleq } = t
+    expect(verifier.verify(noDleq, mintUrl)).toMatchObject({ ok: false, code: 'malformed' })
+    expect(store.has(hex(secretToY(t.secret)))).toBe(false)
+  })
+
+  it('refuses a tick locked to another key, an unlocked one, no locktime, and a too-close locktime', async () => {
+    const take = async (n: number): Promise<Proof[]> => {
+      const r = await wallet.send(n, funds, { includeFees: false, includeDleq: true })
+      funds = r.keep
+      return r.send
+    }
+    const other = paymentKeyFromPrivkey(randomBytes(32))
+    const [toOther] = await lockSwap(wallet, await take(1), 1, 1, { pubkey: other.pubkey, locktime: locktime(), refundKeys: [customer.pubkey] })
+    expect(verifier.verify(toOther, mintUrl)).toMatchObject({ ok: false, code: 'wrong-key' })
+    // A plain 1-sat proof (with DLEQ): anyone holding it can spend it.
+    const [plain] = await take(1)
+    expect(plain?.amount).toBe(1)
+    expect(verifier.verify(plain, mintUrl)).toMatchObject({ ok: false, code: 'not-locked' })
+    const [noLocktime] = await lockSwap(wallet, await take(1), 1, 1, { pubkey: payKey.pubkey, refundKeys: [customer.pubkey] })
+    expect(verifier.verify(noLocktime, mintUrl)).toMatchObject({ ok: false, code: 'no-locktime' })
+    const [soon] = await lockSwap(wallet, await take(1), 1, 1, { pubkey: payKey.pubkey, locktime: now() + 60, refundKeys: [customer.pubkey] })
+    expect(verifier.verify(soon, mintUrl)).toMatchObject({ ok: false, code: 'locktime-too-close' })
+    // The numeric-locktime secret cashu-ts' createP2PKData would make: nutshell reads it as unlocked.
+    const numericSecret = JSON.stringify(['P2PK', { nonce: randomBytes(32).toString('hex'), data: payKey.pubkey, tags: [['locktime', locktime()], ['refund', customer.pubkey]] }])
+    const { send: numeric } = await wallet.swap(1, await take(1), { outputData: { send: outputsFor([numericSecret], 1, wallet.keysetId) } })
+    expect(verifier.verify(numeric[0], mintUrl)).toMatchObject({ ok: false, code: 'not-locked' })
+  })
+
+  it('refuses amount 2 and a mint it does not accept', async () => {
+    const s = await wallet.send(2, funds, { includeFees: false })
+    funds = s.keep
+    const two = await lockSwap(wallet, s.send, 1, 2, { pubkey: payKey.pubkey, locktime: locktime(), refundKeys: [customer.pubkey] })
+    expect(verifier.verify(two[0], mintUrl)).toMatchObject({ ok: false, code: 'wrong-amount' })
+    expect(verifier.verify(ticks[7], 'http://127.0.0.1:1/')).toMatchObject({ ok: false, code: 'unknown-mint' })
+    expect(verifier.verify({ ...(ticks[7] as Proof), id: '00ffffffffffffff' }, mintUrl)).toMatchObject({ ok: false, code: 'unknown-keyset' })
+    expect(verifier.verify('nonsense', mintUrl)).toMatchObject({ ok: false, code: 'malformed' })
+    expect(verifier.verify({ ...(ticks[7] as Proof), amount: 1.5 }, mintUrl)).toMatchObject({ ok: false, code: 'malformed' })
+  })
+
+  it('keeps verifying offline from the persisted keys (mint unreachable)', async () => {
+    const failingFetch = (async () => {
+      throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } })
+    }) as unknown as typeof fetch
+    const offline = new MintKeyCache({ dataDir, mints: [mintUrl + '/'], fetch: failingFetch })
+    const res = await offline.start()
+    expect(res[0]).toMatchObject({ ok: false, usingCache: true })
+    const v = new TickVerifier({ paymentPubkey: payKey.pubkey, keys: offline, minLocktimeMarginSec: 600, store })
+    expect(v.verify(ticks[8], mintUrl)).toMatchObject({ ok: true })
+    // Unknown keyset → refresh is rate-limited: one fetch attempt, then none.
+    let calls = 0
+    const counting = (async () => {
+      calls++
+      throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } })
+    }) as unknown as typeof fetch
+    const limited = new MintKeyCache({ dataDir, mints: [mintUrl], fetch: counting, refreshMinIntervalMs: 60_000 })
+    await limited.load()
+    const lv = new TickVerifier({ paymentPubkey: payKey.pubkey, keys: limited, minLocktimeMarginSec: 600, store })
+    for (let i = 0; i < 5; i++) {
+      expect(await lv.accept('x', { ...(ticks[8] as Proof), id: '00eeeeeeeeeeeeee' }, mintUrl)).toMatchObject({ ok: false, code: 'unknown-keyset' })
+    }
+    expect(calls).toBe(1)
+  })
+})
+
+describe('keyset policy', () => {
+  let feeMint: RunningMint | undefined
+  afterAll(async () => {
+    await feeMint?.stop()
+  })
+
+  it('refuses keysets with input_fee_ppk > 0, naming the fee', async () => {
+    feeMint = await startMint({ dataDir: await tmp('dvm-feemint-'), env: { MINT_INPUT_FEE_PPK: '100' } })
+    const dir = await tmp()
+    const key = await loadOrCreatePaymentKey(dir)
+    const keys = new MintKeyCache({ dataDir: dir, mints: [feeMint.url] })
+    const [res] = await keys.start()
+    expect(res?.ok).toBe(true)
+    expect(res?.usable).toHaveLength(0)
+    expect(res?.refused[0]?.reason).toMatch(/input_fee_ppk=100/)
+    const { wallet, proofs } = await fundedWallet(feeMint.url, 8)
+    const { send } = await wallet.send(2, proofs, { includeFees: true })
+    const locked = await lockSwap(wallet, send, 1, 1, { pubkey: key.pubkey, locktime: Math.floor(Date.now() / 1000) + 3600 }).catch(() => [] as Proof[])
+    const tick = locked[0] ?? ({ ...(send[0] as Proof), amount: 1 } as Proof)
+    const v = new TickVerifier({ paymentPubkey: key.pubkey, keys, minLocktimeMarginSec: 60 })
+    const verdict = v.verify(tick, feeMint.url)
+    expect(verdict).toMatchObject({ ok: false, code: 'keyset-has-fees' })
+    expect(!verdict.ok && verdict.reason).toMatch(/input_fee_ppk=100/)
+  })
+
+  it('checks version-00 keyset ids against their keys and normalises mint URLs', () => {
+    const keys = { '1': hex(mulG(randomBytes(32))), '2': hex(mulG(randomBytes(32))) }
+    const id = deriveKeysetIdV00(keys)
+    expect(id).toMatch(/^00[0-9a-f]{14}$/)
+    expect(normalizeMintUrl('HTTP://Mint.Example.com:3338/')).toBe('http://mint.example.com:3338')
+    expect(normalizeMintUrl('https://x.org/cashu/')).toBe('https://x.org/cashu')
+  })
+})
+
+describe('received store crash recovery', () => {
+  it('cuts a torn last line and keeps every complete record', async () => {
+    const dir = await tmp()
+    const s = await ReceivedStore.open(dir)
+    const mk = (i: number) => ({ amount: 1, id: '00aa', secret: `s-${i}`, C: '02' + '11'.repeat(32) })
+    for (let i = 0; i < 3; i++) expect(await s.accept('sess', mk(i), 'http://m')).toMatchObject({ ok: true })
+    await s.close()
+    await appendFile(join(dir, 'received.jsonl'), '{"t":"acc","y":"0299')
+    const logs: string[] = []
+    const s2 = await ReceivedStore.open(dir, { log: (m) => logs.push(m) })
+    expect(s2.counts().held).toBe(3)
+    expect(logs.join('\n')).toMatch(/torn/)
+    expect(await s2.accept('sess', mk(3), 'http://m')).toMatchObject({ ok: true })
+    expect(await s2.accept('sess', mk(1), 'http://m')).toMatchObject({ ok: false, code: 'replayed' })
+    await s2.close()
+    const s3 = await ReceivedStore.open(dir)
+    expect(s3.counts().held).toBe(4)
+    await s3.close()
+  })
+
+  it('group-commits concurrent accepts into few fsyncs', async () => {
+    const dir = await tmp()
+    const s = await ReceivedStore.open(dir)
+    const n = 2000
+    const t0 = performance.now()
+    const rs = await Promise.all(Array.from({ length: n }, (_, i) => s.accept(`s${i % 50}`, { amount: 1, id: '00aa', secret: `g-${i}`, C: '02' + '11'.repeat(32) }, 'http://m')))
+    const ms = performance.now() - t0
+    expect(rs.every((r) => r.ok)).toBe(true)
+    expect(s.stats().fsyncs).toBeLessThan(n / 10)
+    expect(n / (ms / 1000)).toBeGreaterThan(1000)
+    await s.close()
+  })
+})
