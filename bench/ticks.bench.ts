@@ -13,9 +13,9 @@
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import { tmpdir } from 'node:os'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { hasValidDleq, CashuMint, CashuWallet, OutputData, type MintKeys, type Proof } from '@cashu/cashu-ts'
+import { hasValidDleq, CashuMint, CashuWallet, OutputData } from '@cashu/cashu-ts'
 import { add, convert, mul, mulG, secretToY, sha256, sub } from '../src/payments/hash-to-curve.js'
 import { verifyProofDleq } from '../src/payments/dleq.js'
 import { makeP2PKSecret } from '../src/payments/p2pk.js'
@@ -24,6 +24,12 @@ import { MintKeyCache, MINT_KEYS_FILE, deriveKeysetIdV00 } from '../src/payments
 import { ReceivedStore } from '../src/payments/received-store.js'
 import { TickVerifier } from '../src/payments/tick-verifier.js'
 import { Redeemer } from '../src/payments/redeemer.js'
+
+// cashu-ts 2.5.3's .d.ts re-exports its model types without file extensions, which
+// NodeNext resolution drops; these are the shapes we use.
+type Proof = { amount: number; id: string; secret: string; C: string; dleq?: { e: string; s: string; r?: string }; witness?: string }
+type MintKeys = { id: string; unit: string; keys: Record<number, string> }
+
 
 const N_ORDER = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n
 const TICKS = Number(process.env.TICKS ?? 20_000)
@@ -68,7 +74,7 @@ function percentile(sorted: number[], p: number): number {
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'dvm-bench-ticks-'))
   try {
-    console.log(`tick benchmark — node ${process.version}, ${TICKS} ticks per run\n`)
+    console.log(`tick benchmark — node ${process.version}, ${TICKS} ticks per run, ${cpus().length} cores, load average ${loadavg()[0]?.toFixed(2)}\n`)
     const mint = fakeMint()
     const MINT_URL = 'http://bench-mint.invalid'
     await writeFile(
@@ -83,14 +89,21 @@ async function main(): Promise<void> {
     const ticks = makeTicks(TICKS)
     console.log(`made ${fmt(TICKS)} locked proofs with DLEQ in ${fmt(performance.now() - t)} ms (setup, not measured)\n`)
 
-    // 1. DLEQ alone
+    // 1. DLEQ alone (best of 3 passes: the machine is shared, the best pass is the least disturbed)
     const Y0 = ticks.map((p) => secretToY(p.secret))
-    t = performance.now()
-    for (let i = 0; i < TICKS; i++) if (!verifyProofDleq(ticks[i] as never, mint.A, Y0[i])) throw new Error('DLEQ failed')
-    const dleqRate = TICKS / ((performance.now() - t) / 1000)
-    t = performance.now()
-    for (let i = 0; i < TICKS; i++) secretToY((ticks[i] as Proof).secret)
-    const h2cRate = TICKS / ((performance.now() - t) / 1000)
+    const bestRate = (f: (i: number) => void): number => {
+      let best = 0
+      for (let pass = 0; pass < 3; pass++) {
+        const t0 = performance.now()
+        for (let i = 0; i < TICKS; i++) f(i)
+        best = Math.max(best, TICKS / ((performance.now() - t0) / 1000))
+      }
+      return best
+    }
+    const dleqRate = bestRate((i) => {
+      if (!verifyProofDleq(ticks[i] as never, mint.A, Y0[i])) throw new Error('DLEQ failed')
+    })
+    const h2cRate = bestRate((i) => secretToY((ticks[i] as Proof).secret))
     const keyset = { id: mint.id, unit: 'sat', keys: { 1: hex(mint.A) } } as unknown as MintKeys
     const sample = ticks.slice(0, 200)
     t = performance.now()
@@ -106,9 +119,9 @@ async function main(): Promise<void> {
     await keys.load()
     const store = await ReceivedStore.open(dir)
     const verifier = new TickVerifier({ paymentPubkey: payKey.pubkey, keys, minLocktimeMarginSec: 600, store })
-    t = performance.now()
-    for (const p of ticks) if (!verifier.verify(p, MINT_URL).ok) throw new Error('verify failed')
-    const verifyRate = TICKS / ((performance.now() - t) / 1000)
+    const verifyRate = bestRate((i) => {
+      if (!verifier.verify(ticks[i], MINT_URL).ok) throw new Error('verify failed')
+    })
     console.log(`TickVerifier.verify (all offline checks, no write): ${fmt(verifyRate)} ticks/s\n`)
 
     // 3. verify + durable accept (fdatasync, group commit) at several concurrencies

@@ -10,6 +10,12 @@ import { decodeToken, normalizeMintUrl } from '../src/payments/token.js'
 
 const NAME = 'dvm-wallet'
 
+// `dvm-wallet balance | head -1` closes stdout early: that is not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0)
+  throw err
+})
+
 interface WalletGlobals extends GlobalOptions {
   mint?: string
 }

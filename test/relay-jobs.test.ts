@@ -1,4 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { WebSocketServer } from 'ws'
 import { generateSecretKey } from 'nostr-tools/pure'
 import { devnet } from './helpers/devnet.js'
@@ -10,7 +13,18 @@ import { loadNostrCrypto, nowSeconds, type Event, type EventTemplate, type Nostr
 import { RelayPool } from '../src/nostr/relay-client.js'
 import { parseFeedback, resultKindFor, JOB_FEEDBACK_KIND, type JobFeedback } from '../src/nostr/nip90.js'
 import { RelayJobService, type JobActivity, type RelayJobServiceOptions } from '../src/provider/relay-jobs.js'
-import { runChain, runRelayJob, type CustomerEvent, type JobSpec } from '../src/customer/relay-job.js'
+import { JobQueue, QueueFullError } from '../src/provider/job-queue.js'
+import { PubkeyRateLimiter } from '../src/provider/rate-limit.js'
+import { jobCacheKey, ResultCache } from '../src/provider/result-cache.js'
+import { PartialStream } from '../src/provider/partial-stream.js'
+import { runChain, runRelayJob, type CustomerEvent, type JobSpec, type PayInvoice } from '../src/customer/relay-job.js'
+import { startMint, type RunningMint } from '../src/devnet/mint.js'
+import { Wallet } from '../src/payments/wallet.js'
+import { encodeToken } from '../src/payments/token.js'
+import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
+import { MintKeyCache } from '../src/payments/mint-keys.js'
+import { ReceivedStore } from '../src/payments/received-store.js'
+import { TickVerifier } from '../src/payments/tick-verifier.js'
 
 const KIND = 5050
 const cleanup: Array<() => unknown> = []
@@ -71,7 +85,7 @@ interface Customer {
   identity: Identity
   pool: RelayPool
   events: CustomerEvent[]
-  run(spec: Partial<JobSpec> & { text?: string }, extra?: { timeoutMs?: number; signal?: AbortSignal }): ReturnType<typeof runRelayJob>
+  run(spec: Partial<JobSpec> & { text?: string }, extra?: { timeoutMs?: number; signal?: AbortSignal; pay?: PayInvoice }): ReturnType<typeof runRelayJob>
 }
 
 async function customer(relays = devnet().relays): Promise<Customer> {
@@ -85,7 +99,15 @@ async function customer(relays = devnet().relays): Promise<Customer> {
     run: async (spec, extra = {}) =>
       runRelayJob(
         { kind: KIND, inputs: [{ type: 'text', value: spec.text ?? 'hello world' }], ...spec },
-        { identity, pool, crypto: await nostrCrypto(), timeoutMs: extra.timeoutMs ?? 15_000, onEvent: (e) => events.push(e), ...(extra.signal ? { signal: extra.signal } : {}) },
+        {
+          identity,
+          pool,
+          crypto: await nostrCrypto(),
+          timeoutMs: extra.timeoutMs ?? 15_000,
+          onEvent: (e) => events.push(e),
+          ...(extra.signal ? { signal: extra.signal } : {}),
+          ...(extra.pay ? { pay: extra.pay } : {}),
+        },
       ),
   }
 }
@@ -168,7 +190,7 @@ describe('relay jobs end to end (devnet relay)', () => {
     const partials = c.events.filter((e): e is Extract<CustomerEvent, { type: 'partial' }> => e.type === 'partial')
     expect(partials.length).toBeGreaterThan(1)
     expect(partials.map((e) => e.text).join('')).toBe(text)
-    await until(() => c.events.some((e) => e.type === 'feedback' && e.status === 'success'), 3000).catch(() => {})
+    expect(statuses.at(-1)).toBe('success')
   })
 
   it('cancels a running job when the customer publishes a kind 5 deletion', async () => {
@@ -374,3 +396,188 @@ async function scriptedRelay(events: object[]): Promise<string> {
   })
   return `ws://127.0.0.1:${(wss.address() as { port: number }).port}`
 }
+
+/**
+ * Paid jobs need a mint where an invoice is paid only when someone pays it.
+ * The devnet mint's FakeWallet pays every invoice it issues by itself
+ * (FAKEWALLET_BRR), so these tests run their own: started once with BRR to
+ * fund the customer, then restarted on the same database without it, so the
+ * provider's invoice is settled by the customer's melt and nothing else.
+ */
+describe('paid relay jobs (own mint, invoices paid only by melt)', () => {
+  let dir: string
+  let mint: RunningMint
+  let payer: Wallet
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'dvm-relay-paid-'))
+    const funding = await startMint({ dataDir: join(dir, 'mint') })
+    payer = new Wallet({ dataDir: join(dir, 'payer'), mintUrl: funding.url })
+    await payer.load()
+    await payer.fund(500, { pollMs: 100 })
+    const port = funding.port
+    await funding.stop()
+    mint = await startMint({ dataDir: join(dir, 'mint'), port, env: { FAKEWALLET_BRR: 'false' } })
+  })
+  afterAll(async () => {
+    await mint?.stop()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  async function providerWallet(name: string): Promise<Wallet> {
+    const w = new Wallet({ dataDir: join(dir, name), mintUrl: mint.url })
+    await w.load()
+    return w
+  }
+
+  const melt: PayInvoice = async (bolt11) => {
+    await payer.melt(bolt11)
+  }
+
+  it('asks for payment, starts when the invoice is paid by melt, and the provider\'s wallet holds the sats', async () => {
+    const wallet = await providerWallet('prov-invoice')
+    const p = await provider({ pricing: { perJob: 21 }, wallet, mintUrl: mint.url })
+    const c = await customer()
+    const before = (await payer.balance()).balance
+    const out = await c.run({ text: 'worth paying for', provider: p.identity.pubkey, bidMsats: 30_000 }, { pay: melt })
+    expect(out.content).toBe('worth paying for')
+    expect(out.paidMsats).toBe(21_000)
+    expect(out.amountMsats).toBe(21_000)
+    expect(before - (await payer.balance()).balance).toBe(21)
+    expect((await wallet.balance()).balance).toBe(21)
+    const seen = c.events.map((e) => e.type)
+    expect(seen.indexOf('payment-required')).toBeLessThan(seen.indexOf('paid'))
+    expect(p.activity.map((a) => a.type)).toEqual(expect.arrayContaining(['payment-required', 'paid', 'result']))
+  })
+
+  it('never pays more than the bid, and refuses to pay without one', async () => {
+    const p = await provider({ pricing: { perJob: 21 }, wallet: await providerWallet('prov-bid'), mintUrl: mint.url })
+    const c = await customer()
+    const before = (await payer.balance()).balance
+    // A bid below the price is refused by the provider before any invoice.
+    await expect(c.run({ text: 'cheap', provider: p.identity.pubkey, bidMsats: 20_000 }, { pay: melt })).rejects.toThrow(/costs 21000 msats; your bid of 20000/)
+    // Without a bid the customer does not pay what it is asked.
+    await expect(c.run({ text: 'no bid', provider: p.identity.pubkey }, { pay: melt })).rejects.toThrow(/pass --bid=21000/)
+    expect((await payer.balance()).balance).toBe(before)
+  })
+
+  it('serves jobs priced below --min-price for free', async () => {
+    const p = await provider({ pricing: { perJob: 5 }, minPrice: 10, wallet: await providerWallet('prov-free'), mintUrl: mint.url })
+    const c = await customer()
+    const out = await c.run({ text: 'on the house', provider: p.identity.pubkey })
+    expect(out.content).toBe('on the house')
+    expect(out.paidMsats).toBe(0)
+    expect(c.events.some((e) => e.type === 'payment-required')).toBe(false)
+  })
+
+  it('takes ecash sent in an encrypted request (swapped online)', async () => {
+    const wallet = await providerWallet('prov-token')
+    const p = await provider({ pricing: { perJob: 8 }, wallet, mintUrl: mint.url })
+    const c = await customer()
+    const token = await payer.send(8)
+    const out = await c.run({ text: 'paid in ecash', provider: p.identity.pubkey, encrypt: true, params: { cashu: token } })
+    expect(out.content).toBe('paid in ecash')
+    expect(out.amountMsats).toBe(8000)
+    expect((await wallet.balance()).balance).toBe(8)
+    expect(p.activity).toContainEqual({ type: 'paid', id: out.id, sats: 8, via: 'cashu' })
+    // The same token again is refused: the mint knows it is spent.
+    const again = await customer()
+    await expect(again.run({ text: 'paid twice?', provider: p.identity.pubkey, encrypt: true, params: { cashu: token } })).rejects.toThrow(/could not be received|spent/)
+  })
+
+  it('verifies 1-sat proofs locked to its payment key offline, and refuses a short token untouched', async () => {
+    const provDir = join(dir, 'prov-locked')
+    const paymentKey = await loadOrCreatePaymentKey(provDir)
+    const keys = new MintKeyCache({ dataDir: provDir, mints: [mint.url] })
+    await keys.load()
+    await keys.start()
+    const store = await ReceivedStore.open(provDir)
+    cleanup.push(() => store.close())
+    const verifier = new TickVerifier({ paymentPubkey: paymentKey.pubkey, keys, minLocktimeMarginSec: 60, store })
+    const settled: string[] = []
+    const p = await provider({
+      pricing: { perJob: 3 },
+      wallet: await providerWallet('prov-locked-wallet'),
+      mintUrl: mint.url,
+      offlineProofs: verifier,
+      onOfflineProofs: (id) => settled.push(id),
+    })
+    const refund = await loadOrCreatePaymentKey(join(dir, 'payer-refund'))
+    const lock = async (n: number): Promise<string> =>
+      encodeToken(mint.url, await payer.lockForPayee({ amount: n, payeePubkey: paymentKey.pubkey, locktime: nowSeconds() + 3600, refundPubkey: refund.pubkey }))
+    const c = await customer()
+    // Locked proofs are safe in a plain request: only the provider can spend them.
+    const out = await c.run({ text: 'locked ecash', provider: p.identity.pubkey, params: { cashu: await lock(3) } })
+    expect(out.content).toBe('locked ecash')
+    expect(store.counts({ sessionId: out.id }).held).toBe(3)
+    expect(settled).toEqual([out.id])
+    await expect(c.run({ text: 'too little', provider: p.identity.pubkey, params: { cashu: await lock(2) } })).rejects.toThrow(/holds 2 sats; this job costs 3/)
+  })
+})
+
+describe('building blocks', () => {
+  it('JobQueue runs at most `concurrency` tasks, refuses past maxQueued, and drops aborted waiters', async () => {
+    const q = new JobQueue(1, 1)
+    let release!: () => void
+    const first = q.run(() => new Promise<string>((r) => (release = () => r('first'))))
+    const ctl = new AbortController()
+    const second = q.run(async () => 'second', ctl.signal)
+    await expect(q.run(async () => 'third')).rejects.toBeInstanceOf(QueueFullError)
+    ctl.abort(new Error('gone'))
+    await expect(second).rejects.toThrow('gone')
+    expect(q.queued).toBe(0)
+    const fourth = q.run(async () => 'fourth')
+    release()
+    expect(await first).toBe('first')
+    expect(await fourth).toBe('fourth')
+    expect(q.active).toBe(0)
+  })
+
+  it('PubkeyRateLimiter refills over time, tells once, and forgets the least recent keys', () => {
+    const rl = new PubkeyRateLimiter({ perMinute: 60, burst: 2, maxKeys: 2 })
+    expect(rl.take('a', 0)).toEqual({ ok: true })
+    expect(rl.take('a', 0)).toEqual({ ok: true })
+    expect(rl.take('a', 0)).toEqual({ ok: false, retryAfterMs: 1000, notify: true })
+    expect(rl.take('a', 10)).toMatchObject({ ok: false, notify: false })
+    expect(rl.take('a', 1010)).toEqual({ ok: true })
+    rl.take('b', 1010)
+    rl.take('c', 1010) // evicts 'a'
+    expect(rl.take('a', 1010)).toEqual({ ok: true })
+  })
+
+  it('ResultCache keys on what is computed (not on payment), expires, and stays within its byte budget', () => {
+    const job = { kind: 5050, input: [{ type: 'text' as const, value: 'q' }], params: { b: '2', a: '1' }, output: 'text/plain' }
+    expect(jobCacheKey(job)).toBe(jobCacheKey({ ...job, params: { a: '1', b: '2', cashu: 'cashuBxyz' } }))
+    expect(jobCacheKey(job)).not.toBe(jobCacheKey({ ...job, params: { a: '1', b: '3' } }))
+    const cache = new ResultCache({ maxEntries: 10, maxBytes: 100, ttlMs: 1000 })
+    cache.set('k1', 'x'.repeat(20), 0)
+    expect(cache.get('k1', 500)).toBe('x'.repeat(20))
+    expect(cache.get('k1', 1000)).toBeUndefined()
+    for (let i = 0; i < 10; i++) cache.set(`k${i}`, 'y'.repeat(20), 0)
+    expect(cache.totalBytes).toBeLessThanOrEqual(100)
+    expect(cache.get('k9', 1)).toBe('y'.repeat(20))
+    cache.set('huge', 'z'.repeat(60), 0)
+    expect(cache.get('huge', 1)).toBeUndefined()
+  })
+
+  it('PartialStream sends nothing for a fast job and everything, in order, for a slow one', async () => {
+    const sent: string[] = []
+    const fast = new PartialStream(async (p) => void sent.push(p), 1000, 100)
+    fast.push('all at once')
+    await fast.finish()
+    expect(sent).toEqual([])
+
+    const slow = new PartialStream(async (p) => {
+      await new Promise((r) => setTimeout(r, 30))
+      sent.push(p)
+    }, 20, 4)
+    for (const w of ['ab', 'cd', 'ef', 'gh']) {
+      slow.push(w)
+      await new Promise((r) => setTimeout(r, 25))
+    }
+    slow.push('ij')
+    await slow.finish()
+    expect(sent.join('')).toBe('abcdefghij')
+    expect(sent.every((p) => p.length <= 4)).toBe(true)
+  })
+})

@@ -4,9 +4,9 @@ import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CashuMint, CashuWallet, OutputData, hasValidDleq, type MintKeys, type Proof } from '@cashu/cashu-ts'
+import { CashuMint, CashuWallet, OutputData, hasValidDleq } from '@cashu/cashu-ts'
 import { schnorr } from '@noble/curves/secp256k1.js'
-import { hashToCurve, secretToY, add, mulG } from '../src/payments/hash-to-curve.js'
+import { hashToCurve, secretToY, secretToYHex, add, mulG } from '../src/payments/hash-to-curve.js'
 import { verifyProofDleq } from '../src/payments/dleq.js'
 import { makeP2PKSecret, parseP2PKSecret, SchnorrSigner, type P2PKLock } from '../src/payments/p2pk.js'
 import { loadOrCreatePaymentKey, paymentKeyFromPrivkey } from '../src/payments/payment-key.js'
@@ -16,6 +16,11 @@ import { TickVerifier } from '../src/payments/tick-verifier.js'
 import { startMint, type RunningMint } from '../src/devnet/mint.js'
 import { defaultMintVenv } from '../src/devnet/paths.js'
 import { devnet } from './helpers/devnet.js'
+
+// cashu-ts 2.5.3's .d.ts re-exports its model types without file extensions, which
+// NodeNext resolution drops; these are the shapes we use.
+type Proof = { amount: number; id: string; secret: string; C: string; dleq?: { e: string; s: string; r?: string }; witness?: string }
+type MintKeys = { id: string; unit: string; keys: Record<number, string> }
 
 const tmpDirs: string[] = []
 async function tmp(prefix = 'dvm-tick-'): Promise<string> {
@@ -28,6 +33,7 @@ afterAll(async () => {
 })
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
+const nowSec = () => Math.floor(Date.now() / 1000)
 function flipBit(h: string, bit = 0): string {
   const b = Buffer.from(h, 'hex')
   const i = b.length - 1 - Math.floor(bit / 8)
@@ -152,6 +158,7 @@ describe('NUT-11 P2PK', () => {
     const witness = new SchnorrSigner(key.privkey).witness(secret)
     const py = `
 import json, sys
+
 from cashu.core.p2pk import verify_schnorr_signature
 from cashu.core.crypto.secp import PublicKey
 d = json.loads(sys.stdin.read())
@@ -378,6 +385,35 @@ describe('received store crash recovery', () => {
     const s3 = await ReceivedStore.open(dir)
     expect(s3.counts().held).toBe(4)
     await s3.close()
+  })
+
+  it('compacts online without losing records written meanwhile, and forgets finished ticks long past their locktime', async () => {
+    const dir = await tmp()
+    const logs: string[] = []
+    const s = await ReceivedStore.open(dir, { compactSlack: 50, pruneScanIntervalMs: 0, log: (m) => logs.push(m) })
+    const mk = (i: number) => ({ amount: 1, id: '00aa', secret: `c-${i}`, C: '02' + '11'.repeat(32) })
+    const old = nowSec() - 10 * 3600
+    // 300 old ticks, all redeemed; 100 fresh ones, 50 redeemed and 10 being redeemed.
+    await Promise.all(Array.from({ length: 300 }, (_, i) => s.accept('old', mk(i), 'http://m', { locktime: old })))
+    await Promise.all(Array.from({ length: 100 }, (_, i) => s.accept('new', mk(300 + i), 'http://m', { locktime: nowSec() + 3600 })))
+    const ys = (from: number, to: number) => Array.from({ length: to - from }, (_, k) => secretToYHex(`c-${from + k}`))
+    const out = [{ amount: 1, id: '00aa', secret: 'x', r: '01', B_: '02' }]
+    await s.beginRedeem({ batchId: 'b1', mintUrl: 'http://m', ys: ys(0, 350), outputs: out, startedAt: 0 })
+    await s.finishRedeem('b1')
+    await s.beginRedeem({ batchId: 'b2', mintUrl: 'http://m', ys: ys(350, 360), outputs: out, startedAt: 0 })
+    // Many concurrent accepts: some land in the batch that triggers compaction, some after.
+    const more = await Promise.all(Array.from({ length: 300 }, (_, i) => s.accept('more', mk(1000 + i), 'http://m', { locktime: nowSec() + 3600 })))
+    expect(more.every((r) => r.ok)).toBe(true)
+    await s.close()
+    const lines = (await readFile(join(dir, 'received.jsonl'), 'utf8')).trim().split('\n').length
+    expect(logs.join('\n')).toMatch(/compacted/)
+    expect(lines).toBeLessThan(500) // 703 without compaction
+    const r = await ReceivedStore.open(dir)
+    expect(r.counts()).toMatchObject({ held: 40 + 300, redeeming: 10, redeemed: 50, pendingBatches: 1 })
+    expect(r.has(secretToYHex('c-5'))).toBe(false) // redeemed, locktime 10 h ago: forgotten
+    expect(r.has(secretToYHex('c-320'))).toBe(true)
+    expect(await r.accept('again', mk(1299), 'http://m')).toMatchObject({ ok: false, code: 'replayed' })
+    await r.close()
   })
 
   it('group-commits concurrent accepts into few fsyncs', async () => {

@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { BLOCK, DATA_JSON, patternSha256, patternStream } from './fixtures/test-backend.js'
-import { request, startTunnelRig, testAgent, type TunnelRig } from './fixtures/tunnel-harness.js'
+import { readSlowly, request, startTunnelRig, testAgent, waitFor, type TunnelRig } from './fixtures/tunnel-harness.js'
 
 const MB = 1024 * 1024
 
@@ -291,39 +291,3 @@ describe('local proxy', () => {
     )
   })
 })
-
-/**
- * Read `res` at a crawl for `ms`, sampling how far the backend (`sent()`) is
- * ahead of what was read. Returns the largest gap and how much the gap grew
- * between the first third of the run and the end.
- */
-export async function readSlowly(res: http.IncomingMessage, ms: number, sent: () => number): Promise<{ received: number; max: number; growthAfterWarmup: number }> {
-  res.pause()
-  let received = 0
-  let max = 0
-  let atWarmup: number | undefined
-  const start = Date.now()
-  while (Date.now() - start < ms) {
-    let got = 0
-    let chunk: Buffer | null
-    while (got < 16 * 1024 && (chunk = res.read() as Buffer | null) !== null) got += chunk.byteLength
-    received += got
-    const gap = sent() - received
-    max = Math.max(max, gap)
-    if (atWarmup === undefined && Date.now() - start > ms / 3) atWarmup = max
-    await sleep(10)
-  }
-  return { received, max, growthAfterWarmup: max - (atWarmup ?? max) }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms))
-}
-
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`)
-    await sleep(10)
-  }
-}

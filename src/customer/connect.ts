@@ -70,6 +70,7 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
         conn.on('error', () => {})
         const peer = new Peer(conn, { identity: opts.identity, role: 'customer', expectedPubkey: opts.providerPubkey })
         const skill = firstSkill(peer, 10_000)
+        skill.catch(() => {}) // awaited below only once the identity checks out
         peer.ready
           .then(async (pubkey) => {
             const s = await skill

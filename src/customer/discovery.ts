@@ -6,7 +6,8 @@ import type { RelayPool } from '../nostr/relay-client.js'
 /**
  * Find providers for a job kind: their NIP-89 handlers (kind 31990, `#k`
  * filter) and their heartbeats (kind 30333). Best first: available (online,
- * fresh, with a free slot), then more free slots, then the freshest beat.
+ * fresh, with a free slot), then online ones, then more free slots, then the
+ * freshest beat. Providers with a handler but no heartbeat come last.
  */
 export interface ProviderCandidate {
   pubkey: string
@@ -58,6 +59,7 @@ export async function discoverProviders(pool: RelayPool, kind: number, options: 
   return out.sort(
     (a, b) =>
       Number(b.available) - Number(a.available) ||
+      Number(b.heartbeat?.status === 'online') - Number(a.heartbeat?.status === 'online') ||
       (b.heartbeat?.free ?? -1) - (a.heartbeat?.free ?? -1) ||
       (b.heartbeat?.createdAt ?? 0) - (a.heartbeat?.createdAt ?? 0),
   )

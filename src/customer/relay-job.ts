@@ -41,6 +41,8 @@ export type CustomerEvent =
   | { type: 'partial'; step: number; id: string; provider: string; text: string }
   | { type: 'payment-required'; step: number; id: string; provider: string; amountMsats: number; bolt11: string }
   | { type: 'paid'; step: number; id: string; provider: string; amountMsats: number }
+  /** the mint says the invoice is paid already (a devnet FakeWallet pays its own invoices): nothing was spent, the job goes on */
+  | { type: 'already-paid'; step: number; id: string; provider: string; reason: string }
   | { type: 'ignored'; step: number; id: string; provider: string; reason: string }
 
 export interface JobOutcome {
@@ -306,7 +308,12 @@ class JobFollower {
       this.paidMsats = fb.amountMsats
       this.emit({ type: 'paid', step: this.step, id, provider: fb.provider, amountMsats: fb.amountMsats })
     } catch (err) {
-      fail(`paying the provider's invoice failed: ${(err as Error).message}`)
+      const message = (err as Error).message
+      if (/already paid/i.test(message)) {
+        this.emit({ type: 'already-paid', step: this.step, id, provider: fb.provider, reason: message })
+      } else {
+        fail(`paying the provider's invoice failed: ${message}`)
+      }
     } finally {
       this.paying = false
     }

@@ -23,6 +23,8 @@ export interface SessionOptions {
   /** most ticks locked in one swap; the rest is locked as the session goes */
   batchTicks?: number
   timeoutMs?: number
+  /** end the session when a tick is not answered within this (default max(5 s, 2 ticks)) */
+  ackTimeoutMs?: number
   sessionId?: string
 }
 
@@ -34,9 +36,11 @@ export interface SessionSummary {
   lockedUnsent: number
   refundAt: number | null
   reason: string
+  /** the provider went away (connection lost, payments unanswered): a reconnect may resume the session */
+  providerGone: boolean
 }
 
-type Pending = { proof: WireProof; resolve: (ok: boolean) => void }
+type Pending = { proof: WireProof; resolve: (ok: boolean) => void; timer: NodeJS.Timeout }
 
 /**
  * The customer's end of a paid session: opens it, checks the terms against the
@@ -161,7 +165,12 @@ export class SessionClient extends EventEmitter {
     const proof = this.unsent.shift()
     if (!proof) return false
     this.sent += 1
-    const acked = new Promise<boolean>((resolve) => this.inflight.push({ proof, resolve }))
+    // a provider that stops answering payments is gone, whatever the connection says
+    const ackTimeoutMs = this.opts.ackTimeoutMs ?? Math.max(5_000, 2 * (this.accept?.tickMs ?? 0))
+    const acked = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => this.end('provider stopped acknowledging payments', false, true), ackTimeoutMs)
+      this.inflight.push({ proof, resolve, timer })
+    })
     this.peer.send({ type: 'tick', session: this.id, mint: this.opts.funds.mintUrl, proof })
     this.emit('tick', { sent: this.sent })
     return acked
@@ -173,6 +182,7 @@ export class SessionClient extends EventEmitter {
       case 'ack': {
         const p = this.inflight.shift()
         if (!p) return
+        clearTimeout(p.timer)
         this.spent = m.paid
         this.paidUntil = m.paidUntil
         this.opts.funds.markSpent([p.proof]).catch(() => {})
@@ -184,6 +194,7 @@ export class SessionClient extends EventEmitter {
         const p = this.inflight.shift()
         this.emit('refuse', { code: m.code, reason: m.reason })
         if (p) {
+          clearTimeout(p.timer)
           // not spent: it stays ours, reclaimable after its locktime
           this.sent -= 1
           this.unsentRefused.push(p.proof)
@@ -201,7 +212,7 @@ export class SessionClient extends EventEmitter {
   private readonly unsentRefused: WireProof[] = []
 
   private onPeerClose(): void {
-    if (!this.ended) this.end('provider connection lost', false)
+    if (!this.ended) this.end('provider connection lost', false, true)
   }
 
   /** Move the session to a new connection to the same provider (after a reconnect) and resume it. */
@@ -211,6 +222,7 @@ export class SessionClient extends EventEmitter {
     this.attach(peer)
     this.ended = false
     for (const p of this.inflight.splice(0)) {
+      clearTimeout(p.timer)
       // unknown whether the provider stored these before the drop; resending is safe (replays are refused, not double-credited)
       this.unsent.unshift(p.proof)
       this.sent -= 1
@@ -252,21 +264,24 @@ export class SessionClient extends EventEmitter {
   }
 
   /** End the session: stop paying, tell the provider, and account for every locked sat. */
-  end(reason: string, notify = true): SessionSummary {
-    const summary = this.summary(reason)
+  end(reason: string, notify = true, providerGone = false): SessionSummary {
+    const summary = this.summary(reason, providerGone)
     if (this.ended) return summary
     this.ended = true
     if (this.timer) clearTimeout(this.timer)
     if (notify && !this.peer.isClosed) this.peer.send({ type: 'end', session: this.id, reason, paid: this.spent })
-    for (const p of this.inflight.splice(0)) p.resolve(false)
+    for (const p of this.inflight.splice(0)) {
+      clearTimeout(p.timer)
+      p.resolve(false)
+    }
     this.emit('end', summary)
     return summary
   }
 
-  summary(reason = ''): SessionSummary {
+  summary(reason = '', providerGone = false): SessionSummary {
     // in-flight proofs may or may not have been stored by the provider; reclaim will find out
     const lockedUnsent = this.lockedTotal - this.spent
-    return { session: this.id, spent: this.spent, lockedUnsent, refundAt: lockedUnsent > 0 ? this.locktime : null, reason }
+    return { session: this.id, spent: this.spent, lockedUnsent, refundAt: lockedUnsent > 0 ? this.locktime : null, reason, providerGone }
   }
 }
 

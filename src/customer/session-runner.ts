@@ -88,8 +88,7 @@ export class RentedSession extends EventEmitter {
   }
 
   private onClientEnd(summary: SessionSummary): void {
-    const lost = summary.reason === 'provider connection lost'
-    if (lost && !this.closing && this.client.budgetLeft > 0) {
+    if (summary.providerGone && !this.closing && this.client.budgetLeft > 0) {
       void this.reconnect(summary)
       return
     }
@@ -130,7 +129,7 @@ export class RentedSession extends EventEmitter {
     if (this.endSummary) return this.endSummary
     const done = new Promise<SessionSummary>((resolve) => this.once('end', resolve))
     if (this.client && !this.client.ended) this.client.end(reason)
-    else if (!this.client) await this.finish({ session: '', spent: 0, lockedUnsent: 0, refundAt: null, reason })
+    else if (!this.client) await this.finish({ session: '', spent: 0, lockedUnsent: 0, refundAt: null, reason, providerGone: false })
     return done
   }
 }

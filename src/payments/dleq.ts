@@ -11,7 +11,8 @@
  * hash(...) is sha256 over the ASCII string of the concatenated *uncompressed*
  * hex encodings (nutshell `hash_e`, cashu-ts `hashE`).
  */
-import { add, convert, hexBytes, mul, mulG, pointFromHex, scalarFromHex, secretToY, sha256, sub } from './hash-to-curve.js'
+import secp from 'secp256k1'
+import { convert, hexBytes, mul, mulG, pointFromHex, scalarFromHex, secretToY, sha256 } from './hash-to-curve.js'
 
 export interface DleqProof {
   e: string
@@ -30,24 +31,48 @@ export interface ProofLike {
   witness?: string
 }
 
-/** e' = sha256(hex(R1) || hex(R2) || hex(A) || hex(C_)), all points uncompressed. */
+/** e' = sha256(hex(R1) || hex(R2) || hex(A) || hex(C_)), all points uncompressed (65 bytes). */
 function hashE(R1: Uint8Array, R2: Uint8Array, A: Uint8Array, C_: Uint8Array): Buffer {
   const hex = Buffer.concat([R1, R2, A, C_]).toString('hex')
   return sha256(Buffer.from(hex, 'ascii'))
 }
 
 /**
- * Alice-side check: given B_, C_ (compressed), e, s (32-byte scalars) and the
- * mint key A, recompute R1 = s·G − e·A, R2 = s·B_ − e·C_ and compare the hash.
- * Any arithmetic failure (a point at infinity, a scalar out of range) means the
- * proof is invalid, never a crash.
+ * Mint keys are verified against again and again: keep their uncompressed
+ * form (parsing a compressed point costs a square root). Keyed by the Buffer
+ * object MintKeyCache hands out, so it is per cache, not global state.
+ */
+const uncompressedCache = new WeakMap<Uint8Array, Uint8Array>()
+function uncompressed(P: Uint8Array): Uint8Array {
+  if (P.length === 65) return P
+  let u = uncompressedCache.get(P)
+  if (!u) {
+    u = convert(P, false)
+    uncompressedCache.set(P, u)
+  }
+  return u
+}
+
+/** n − k for a valid scalar k (k·P + (n−k)·Q saves a point negation). */
+function negScalar(k: Uint8Array): Uint8Array {
+  return secp.privateKeyNegate(Buffer.from(k))
+}
+
+/**
+ * Alice-side check: given B_, C_, e, s and the mint key A, recompute
+ * R1 = s·G − e·A and R2 = s·B_ − e·C_ and compare the hash with e. Any
+ * arithmetic failure (a point at infinity, a scalar out of range) means the
+ * proof is invalid, never a crash. Intermediates stay uncompressed: that
+ * skips a square root per step and is what hash_e wants anyway.
  */
 export function verifyDleqPoints(B_: Uint8Array, C_: Uint8Array, e: Uint8Array, s: Uint8Array, A: Uint8Array): boolean {
   try {
-    const R1 = sub(mulG(s), mul(A, e), false)
-    const R2 = sub(mul(B_, s), mul(C_, e), false)
-    const h = hashE(R1, R2, convert(A, false), convert(C_, false))
-    return h.equals(e)
+    const Au = uncompressed(A)
+    const Cu = C_.length === 65 ? C_ : convert(C_, false)
+    const negE = negScalar(e)
+    const R1 = secp.publicKeyCombine([mulG(s, false), mul(Au, negE, false)], false)
+    const R2 = secp.publicKeyCombine([mul(B_, s, false), mul(Cu, negE, false)], false)
+    return hashE(R1, R2, Au, Cu).equals(e)
   } catch {
     return false
   }
@@ -65,25 +90,28 @@ export function verifyBlindSignatureDleq(B_hex: string, C_hex: string, dleq: { e
 
 /**
  * Carol-side check of a proof {secret, C, dleq:{e,s,r}} against the mint's
- * public key A for the proof's amount. Pass `Y` when the caller already has
- * hash_to_curve(secret) (the verifier needs it for replay checks anyway).
+ * public key A for the proof's amount: B_ = Y + r·G, C_ = C + r·A, then the
+ * Alice check. Pass `Y` when the caller already has hash_to_curve(secret)
+ * (the verifier needs it for replay checks anyway).
  *
  * Cost: four arbitrary point multiplies and two generator multiplies.
  */
 export function verifyProofDleq(proof: ProofLike, A: Uint8Array, Y?: Uint8Array): boolean {
   const d = proof.dleq
   if (!d || typeof d !== 'object') return false
-  const C = pointFromHex(proof.C)
-  // e is a hash output: any 32 bytes; s and r must be valid non-zero scalars.
+  // e is a hash output, s and r are scalars; C is parsed (and checked to be
+  // on the curve) by the point addition below.
+  const C = hexBytes(proof.C, 33)
   const e = hexBytes(d.e, 32)
   const s = scalarFromHex(d.s)
   const r = scalarFromHex(d.r)
-  if (!C || !e || !s || !r) return false
+  if (!C || (C[0] !== 2 && C[0] !== 3) || !e || !s || !r) return false
   try {
+    const Au = uncompressed(A)
     const y = Y ?? secretToY(proof.secret)
-    const C_ = add(C, mul(A, r))
-    const B_ = add(y, mulG(r))
-    return verifyDleqPoints(B_, C_, e, s, A)
+    const C_ = secp.publicKeyCombine([C, mul(Au, r, false)], false)
+    const B_ = secp.publicKeyCombine([y, mulG(r, false)], false)
+    return verifyDleqPoints(B_, C_, e, s, Au)
   } catch {
     return false
   }

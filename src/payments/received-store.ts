@@ -26,12 +26,14 @@
  * never acknowledged) is cut off at open; the cut bytes are kept next to the
  * log as `received.jsonl.corrupt-<ms>` for inspection.
  *
- * Compaction (at open only): finished entries shrink to `st` lines, and
- * finished entries whose locktime lies more than `pruneAfterLocktimeSec` in the
- * past are dropped — a replay of such a proof is refused anyway by the
- * verifier's locktime check.
+ * Compaction (at open, and online between two group commits once the log is
+ * at least twice the live state): the log is replaced by a snapshot in which
+ * finished entries shrink to `st` lines, and finished entries whose locktime
+ * lies more than `pruneAfterLocktimeSec` in the past are forgotten — a replay
+ * of such a proof is refused anyway by the verifier's locktime check. The log
+ * is read in chunks, so its size is bounded by the disk, not by JS strings.
  */
-import { open, readFile, truncate, writeFile, type FileHandle } from 'node:fs/promises'
+import { open, truncate, writeFile, type FileHandle } from 'node:fs/promises'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../util/atomic-file.js'
@@ -101,8 +103,10 @@ export interface ReceivedStoreOptions {
   fileName?: string
   /** Compact at open once the log has this many more lines than live records. */
   compactSlack?: number
-  /** Forget finished entries this long after their locktime. */
+  /** Forget finished entries this long after their locktime (clock-skew grace). */
   pruneAfterLocktimeSec?: number
+  /** How often (at most) to count forgettable entries when deciding to compact. */
+  pruneScanIntervalMs?: number
   log?: (msg: string) => void
   /** Clock (unix ms), injectable for tests. */
   now?: () => number
@@ -141,6 +145,9 @@ export class ReceivedStore {
   #closed = false
   #lines = 0
   #fsyncs = 0
+  /** Finished entries past locktime + grace, as of the last scan (a snapshot drops them). */
+  #prunable = 0
+  #lastPruneScan = 0
 
   private constructor(file: string, opts: ReceivedStoreOptions) {
     this.file = file
@@ -361,6 +368,9 @@ export class ReceivedStore {
     this.#flushing = true
     try {
       while (this.#queue.length > 0) {
+        // Take the queue in the same tick as (possibly) snapshotting memory:
+        // memory then holds exactly the effects of everything written so far
+        // plus this batch, which is what a compaction snapshot must contain.
         const batch = this.#queue
         this.#queue = []
         if (this.#failed) {
@@ -368,13 +378,18 @@ export class ReceivedStore {
           continue
         }
         try {
-          const fh = this.#fh
-          if (!fh) throw new Error('log file is not open')
-          const buf = Buffer.from(batch.map((p) => p.line).join(''), 'utf8')
-          let off = 0
-          while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten
-          await fh.datasync()
-          this.#lines += batch.length
+          if (this.#shouldCompact()) {
+            // The snapshot already includes this batch's records.
+            await this.#compact()
+          } else {
+            const fh = this.#fh
+            if (!fh) throw new Error('log file is not open')
+            const buf = Buffer.from(batch.map((p) => p.line).join(''), 'utf8')
+            let off = 0
+            while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten
+            await fh.datasync()
+            this.#lines += batch.length
+          }
           this.#fsyncs++
           for (const p of batch) p.resolve()
         } catch (err) {
@@ -388,56 +403,148 @@ export class ReceivedStore {
     }
   }
 
+  /**
+   * Compact once the log is at least twice what a snapshot would hold and
+   * `compactSlack` lines over it: amortised O(1) per record. Finished entries
+   * past their locktime (which a snapshot drops) are counted by a scan at most
+   * every `pruneScanIntervalMs`.
+   */
+  #shouldCompact(): boolean {
+    const slack = this.#opts.compactSlack ?? 100_000
+    if (this.#lines < slack) return false
+    const now = this.#now()
+    if (now - this.#lastPruneScan >= (this.#opts.pruneScanIntervalMs ?? 60_000)) {
+      this.#lastPruneScan = now
+      const pruneBefore = Math.floor(now / 1000) - (this.#opts.pruneAfterLocktimeSec ?? 3600)
+      let n = 0
+      for (const e of this.#entries.values()) if ((e.state === 'redeemed' || e.state === 'lost') && e.locktime !== undefined && e.locktime < pruneBefore) n++
+      this.#prunable = n
+    }
+    const live = this.#entries.size - this.#prunable + this.#journals.size + 1
+    return this.#lines - live >= slack && this.#lines >= 2 * live
+  }
+
+  /**
+   * Replace the log by a snapshot of memory (temp file, fsync, rename, fsync
+   * dir: a crash leaves the old log or the new one), forgetting finished
+   * entries whose locktime is long past. Must run inside the flush loop (or
+   * before the log is opened for appending) so nothing is written meanwhile.
+   */
+  async #compact(): Promise<void> {
+    const nowSec = Math.floor(this.#now() / 1000)
+    const pruneBefore = nowSec - (this.#opts.pruneAfterLocktimeSec ?? 3600)
+    const before = this.#lines
+    const out: string[] = [JSON.stringify({ t: 'hdr', v: LOG_VERSION, created: this.#now() } satisfies Rec)]
+    let dropped = 0
+    for (const e of [...this.#entries.values()]) {
+      const lt = e.locktime !== undefined ? { lt: e.locktime } : {}
+      if (e.state === 'redeemed' || e.state === 'lost') {
+        // A replay of a proof whose locktime has passed is refused by the
+        // verifier's locktime check anyway; the grace covers clock skew.
+        if (e.locktime !== undefined && e.locktime < pruneBefore) {
+          this.#entries.delete(e.y)
+          dropped++
+          continue
+        }
+        out.push(JSON.stringify({ t: 'st', y: e.y, sid: e.sessionId, mint: e.mintUrl, ...lt, at: e.acceptedAt, s: e.state } satisfies Rec))
+      } else if (e.proof) {
+        out.push(JSON.stringify({ t: 'acc', y: e.y, sid: e.sessionId, mint: e.mintUrl, ...lt, at: e.acceptedAt, p: e.proof } satisfies Rec))
+      }
+    }
+    // Journals after the entries they move to 'redeeming'.
+    for (const j of this.#journals.values()) {
+      out.push(JSON.stringify({ t: 'beg', b: j.batchId, mint: j.mintUrl, ys: j.ys, out: j.outputs, at: j.startedAt } satisfies Rec))
+    }
+    await this.#fh?.close()
+    this.#fh = undefined
+    await writeFileAtomic(this.file, out.join('\n') + '\n', 0o600)
+    this.#fh = await open(this.file, 'a', 0o600)
+    this.#lines = out.length
+    this.#prunable = 0
+    this.#opts.log?.(`received-proof log compacted: ${before} → ${out.length} lines (${dropped} finished entries past their locktime forgotten)`)
+  }
+
   async #load(): Promise<void> {
-    let text = ''
+    let fh: FileHandle
     try {
-      text = await readFile(this.file, 'utf8')
+      fh = await open(this.file, 'r')
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read the received-proof log ${this.file}: ${(err as Error).message}`)
-    }
-    if (text === '') {
       await writeFileAtomic(this.file, JSON.stringify({ t: 'hdr', v: LOG_VERSION, created: this.#now() } satisfies Rec) + '\n', 0o600)
       this.#fh = await open(this.file, 'a', 0o600)
       return
     }
 
-    // Replay complete lines; stop at the first line that is torn or garbled.
+    // Stream the log in chunks (it can outgrow a JS string) and replay
+    // complete lines; stop at the first line that is torn or garbled.
     let goodEnd = 0
     let lineCount = 0
-    let pos = 0
-    while (pos < text.length) {
-      const nl = text.indexOf('\n', pos)
-      if (nl < 0) break // last line without newline: torn
-      const line = text.slice(pos, nl)
-      let rec: Rec
-      try {
-        rec = JSON.parse(line) as Rec
-      } catch {
-        break
+    let size = 0
+    let stop = false
+    try {
+      size = (await fh.stat()).size
+      const chunk = Buffer.alloc(1 << 20)
+      let carry: Buffer = Buffer.alloc(0)
+      let offset = 0 // file offset of carry[0]
+      while (!stop) {
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, offset + carry.length)
+        if (bytesRead === 0) break
+        const buf = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead)
+        let pos = 0
+        for (;;) {
+          const nl = buf.indexOf(0x0a, pos)
+          if (nl < 0) break
+          if (!this.#replayLine(buf.toString('utf8', pos, nl), lineCount)) {
+            stop = true
+            break
+          }
+          lineCount++
+          pos = nl + 1
+          goodEnd = offset + pos
+        }
+        carry = Buffer.from(buf.subarray(pos))
+        offset += pos
       }
-      if (lineCount === 0) {
-        if (rec.t !== 'hdr') throw new Error(`${this.file} is not a dvm-agent received-proof log (no header line); move it away`)
-        if (rec.v !== LOG_VERSION) throw new Error(`${this.file} has log version ${rec.v}; this dvm-agent reads version ${LOG_VERSION} — upgrade dvm-agent`)
-      } else if (!this.#replay(rec)) {
-        break
-      }
-      lineCount++
-      pos = nl + 1
-      goodEnd = Buffer.byteLength(text.slice(0, pos), 'utf8')
+    } finally {
+      await fh.close()
     }
-    const totalBytes = Buffer.byteLength(text, 'utf8')
-    if (goodEnd < totalBytes) {
+    if (goodEnd < size) {
       // Bytes past the last intact line were never fsynced, hence never acked.
-      const cut = Buffer.from(text, 'utf8').subarray(goodEnd)
       const keep = `${this.file}.corrupt-${this.#now()}`
-      await writeFile(keep, cut, { mode: 0o600 })
+      const src = await open(this.file, 'r')
+      try {
+        const cut = Buffer.alloc(Math.min(size - goodEnd, 16 << 20))
+        const { bytesRead } = await src.read(cut, 0, cut.length, goodEnd)
+        await writeFile(keep, cut.subarray(0, bytesRead), { mode: 0o600 })
+      } finally {
+        await src.close()
+      }
       await truncate(this.file, goodEnd)
-      this.#opts.log?.(`received-proof log ${this.file}: cut ${cut.length} bytes of torn/garbled tail (saved to ${keep})`)
+      this.#opts.log?.(`received-proof log ${this.file}: cut ${size - goodEnd} bytes of torn/garbled tail (first 16 MiB saved to ${keep})`)
+    }
+    if (lineCount === 0) {
+      await writeFileAtomic(this.file, JSON.stringify({ t: 'hdr', v: LOG_VERSION, created: this.#now() } satisfies Rec) + '\n', 0o600)
+      lineCount = 1
     }
     this.#lines = lineCount
+    if (this.#shouldCompact()) await this.#compact()
+    else this.#fh = await open(this.file, 'a', 0o600)
+  }
 
-    await this.#maybeCompact()
-    this.#fh = await open(this.file, 'a', 0o600)
+  /** Parse and apply one line during load; false = torn/garbled (the tail from here is cut). */
+  #replayLine(line: string, index: number): boolean {
+    let rec: Rec
+    try {
+      rec = JSON.parse(line) as Rec
+    } catch {
+      return false
+    }
+    if (index === 0) {
+      if (rec?.t !== 'hdr') throw new Error(`${this.file} is not a dvm-agent received-proof log (no header line); move it away`)
+      if (rec.v !== LOG_VERSION) throw new Error(`${this.file} has log version ${rec.v}; this dvm-agent reads version ${LOG_VERSION} — upgrade dvm-agent`)
+      return true
+    }
+    return this.#replay(rec)
   }
 
   /** Apply one record during replay; false if it does not make sense (treated like a torn tail). */
@@ -465,34 +572,5 @@ export class ReceivedStore {
       default:
         return false
     }
-  }
-
-  async #maybeCompact(): Promise<void> {
-    const nowSec = Math.floor(this.#now() / 1000)
-    const pruneBefore = nowSec - (this.#opts.pruneAfterLocktimeSec ?? 86_400)
-    const live = this.#entries.size + this.#journals.size
-    if (this.#lines - live < (this.#opts.compactSlack ?? 50_000)) return
-    const out: string[] = [JSON.stringify({ t: 'hdr', v: LOG_VERSION, created: this.#now() } satisfies Rec)]
-    let dropped = 0
-    for (const e of [...this.#entries.values()]) {
-      const lt = e.locktime !== undefined ? { lt: e.locktime } : {}
-      if (e.state === 'redeemed' || e.state === 'lost') {
-        if (e.locktime !== undefined && e.locktime < pruneBefore) {
-          this.#entries.delete(e.y)
-          dropped++
-          continue
-        }
-        out.push(JSON.stringify({ t: 'st', y: e.y, sid: e.sessionId, mint: e.mintUrl, ...lt, at: e.acceptedAt, s: e.state } satisfies Rec))
-      } else if (e.proof) {
-        out.push(JSON.stringify({ t: 'acc', y: e.y, sid: e.sessionId, mint: e.mintUrl, ...lt, at: e.acceptedAt, p: e.proof } satisfies Rec))
-      }
-    }
-    for (const j of this.#journals.values()) {
-      out.push(JSON.stringify({ t: 'beg', b: j.batchId, mint: j.mintUrl, ys: j.ys, out: j.outputs, at: j.startedAt } satisfies Rec))
-    }
-    // Temp file + fsync + rename: a crash leaves the old log or the new one.
-    await writeFileAtomic(this.file, out.join('\n') + '\n', 0o600)
-    this.#opts.log?.(`received-proof log compacted: ${this.#lines} → ${out.length} lines (${dropped} expired entries forgotten)`)
-    this.#lines = out.length
   }
 }

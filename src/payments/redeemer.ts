@@ -242,7 +242,9 @@ export class Redeemer {
         m.count >= this.#o.countThreshold ||
         now - m.oldest >= this.#o.maxHeldAgeMs ||
         m.minLocktime - nowSec <= this.#o.locktimeSafetySec ||
-        this.#o.store.pendingRedeems(mint).length > 0
+        this.#o.store.pendingRedeems(mint).length > 0 ||
+        // an earlier attempt failed (mint down): retry once its backoff allows
+        this.#backoff.has(mint)
       if (due) void this.#runAuto(mint)
     }
   }

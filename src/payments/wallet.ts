@@ -523,7 +523,12 @@ export class Wallet {
       try {
         ;({ signatures } = await this.mint.api.swap({ inputs, outputs: serialize(op.outputs) }))
       } catch (err) {
-        throw await this.afterFailure(op, err)
+        // The swap may have gone through with its answer lost (timeout, dropped
+        // connection): if the mint signed our outputs, carry on as if it had answered.
+        const found = isRejection(err) ? undefined : await this.mint.restore(serialize(op.outputs)).catch(() => undefined)
+        const all = found && op.outputs.every((o) => found.has(o.B_)) ? op.outputs.map((o) => found.get(o.B_)!) : undefined
+        if (!all) throw await this.afterFailure(op, err)
+        signatures = all
       }
       await this.hooks.afterMintCall?.(op)
       if (signatures.length !== op.outputs.length) {
@@ -565,28 +570,49 @@ export class Wallet {
    * small proofs first if more than one request's worth would be needed.
    */
   private async selectInputs(amount: number): Promise<{ inputs: Proof[]; total: number; fee: number }> {
-    for (let round = 0; round < 4; round++) {
+    // Operations running right now (here or in another process) will give change
+    // back: wait for them rather than report a shortfall that is only momentary.
+    const waitUntil = Date.now() + 30_000
+    let merges = 0
+    for (;;) {
       const file = await this.store.refresh()
       const pool = file.proofs.filter((p) => p.state === 'unspent').map((p) => p.proof)
       let fee = 0
-      for (let i = 0; i < 8; i++) {
+      let outcome: 'wait' | 'merge' | undefined
+      for (let i = 0; i < 8 && !outcome; i++) {
         const picked = pickInputs(pool, amount + fee)
         if (!picked) {
           const t = totals(file)
+          const inFlight = file.ops.some(
+            (op) => op.kind !== 'mint' && (this.running.has(op.id) || (op.owner.instance !== this.instance && ownerAlive(op.owner))),
+          )
+          if (inFlight && t.unspent + t.pending >= amount + fee && Date.now() < waitUntil) {
+            outcome = 'wait'
+            break
+          }
           throw new Error(
             `not enough ecash: need ${amount + fee} sats${fee ? ` (including ${fee} in mint fees)` : ''}, ` +
               `have ${t.unspent} spendable${t.pending ? ` and ${t.pending} pending` : ''}; fund the wallet first`,
           )
         }
-        if (picked.length > this.mint.maxBatch) break
+        if (picked.length > this.mint.maxBatch) {
+          outcome = 'merge'
+          break
+        }
         const needFee = await this.mint.inputFee(picked)
         const total = sumAmounts(picked)
         if (total >= amount + needFee) return { inputs: picked, total, fee: needFee }
         fee = needFee
       }
+      if (outcome === 'wait') {
+        await sleep(25)
+        continue
+      }
+      if (outcome !== 'merge' || ++merges > 3) {
+        throw new Error(`could not gather inputs for ${amount} sats within the mint's limit of ${this.mint.maxBatch} per request`)
+      }
       await this.consolidate()
     }
-    throw new Error(`could not gather inputs for ${amount} sats within the mint's limit of ${this.mint.maxBatch} per request`)
   }
 
   /** Swap the smallest proofs (one request's worth) into fewer, larger ones. */
@@ -818,11 +844,14 @@ export class Wallet {
         try {
           res = await this.mint.slowApi.melt({ quote: quote.quote, inputs: inputs.map(asInput), outputs: serialize(outputs) })
         } catch (err) {
-          throw await this.afterFailure(op, err)
+          // a lost answer: the quote's state says whether the payment went out
+          const q = isRejection(err) ? undefined : await this.mint.api.checkMeltQuote(quote.quote).catch(() => undefined)
+          if (!q || q.state === MeltQuoteState.UNPAID) throw await this.afterFailure(op, err)
+          res = q
         }
         await this.hooks.afterMintCall?.(op)
         if (res.state === MeltQuoteState.PAID) {
-          const change = await this.unblindAll(outputs, res.change ?? [])
+          const change = await this.unblindAll(outputs, res.change?.length ? res.change : await this.mint.restore(serialize(outputs)))
           await this.store.update((d) => this.settle(d, op, change, { recovered: false }))
           const changeTotal = sumAmounts(change.filter((p): p is Proof => !!p))
           return {

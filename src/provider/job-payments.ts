@@ -2,23 +2,23 @@ import { CashuMint, CashuWallet, type Proof } from '@cashu/cashu-ts'
 import { decodeToken, sameMint, type DecodedToken } from '../payments/token.js'
 
 /**
- * How a relay job gets paid, from the provider's side. Two ways in:
+ * How a relay job gets paid, from the provider's side.
  *
- * - Lightning without a node: the provider asks its own mint for a mint quote
- *   (NUT-04), hands the bolt11 to the customer in a `payment-required`
- *   feedback, polls the quote, and once it is paid mints the ecash and adds it
- *   to its wallet.
- * - Cashu in the request: a token in a `cashu` param.
+ * - Lightning without a node: the provider's wallet asks its own mint for a
+ *   mint quote (NUT-04) and journals it; the bolt11 goes to the customer in a
+ *   `payment-required` feedback; once the quote is paid the wallet mints the
+ *   ecash. Because the quote is journaled first, an invoice paid after a crash
+ *   or a timeout is still minted on the wallet's next start.
+ * - Cashu in the request, in a `cashu` param:
  *   - 1-sat proofs P2PK-locked (NUT-11) to the provider's payment key, with
- *     DLEQ proofs and a locktime, are verified offline by the tick verifier
- *     and stored for batch redemption, exactly like P2P session ticks: no mint
- *     round trip while the customer waits. Such a token is safe to send in a
- *     plain request, since only the provider can spend it.
- *   - Anything else (unlocked proofs, other denominations, proofs without
- *     DLEQ) is swapped online at the mint (NUT-03), which proves it unspent
- *     and makes it ours; locked proofs are signed with the payment key. An
- *     unlocked token must travel in an encrypted request, or anyone reading
- *     the relay can take it first.
+ *     DLEQ proofs (NUT-12) and a locktime, are verified offline by the tick
+ *     verifier and stored for batch redemption, like P2P session ticks: no
+ *     mint round trip while the customer waits. Such a token is safe even in
+ *     a plain request: only the provider can spend it.
+ *   - Other proofs locked to the payment key are swapped online, signed with it.
+ *   - Unlocked proofs are received online by the wallet (NUT-03 swap), which
+ *     proves them unspent and makes them ours. They must travel in an
+ *     encrypted request, or anyone reading the relay could take them first.
  */
 export interface Invoice {
   bolt11: string
@@ -28,93 +28,76 @@ export interface Invoice {
 }
 
 export interface JobPayments {
-  invoice(sats: number, description?: string): Promise<Invoice>
+  invoice(sats: number): Promise<Invoice>
   /** Take a Cashu token worth at least `minSats` for job `jobId`; resolve the sats received. Throws PaymentRefused saying why. */
   acceptToken(encoded: string, minSats: number, jobId: string): Promise<number>
 }
 
-/** Offline verification of locked 1-sat proofs: the project's TickVerifier fits. */
+/** What the provider's wallet offers (the project's Wallet fits). */
+export interface JobWallet {
+  fund(amount: number, opts: { onInvoice?: (bolt11: string, quoteId: string) => void | Promise<void>; timeoutMs?: number; pollMs?: number }): Promise<unknown>
+  receive(token: string): Promise<{ amount: number }>
+  addProofs(proofs: ReadonlyArray<Proof>): Promise<unknown>
+}
+
+/** Offline verification of locked 1-sat proofs (the project's TickVerifier fits). */
 export interface OfflineProofAcceptor {
   verify(proof: unknown, mintUrl: string): { ok: true } | { ok: false; reason: string }
   /** verify again and store durably (the replay check that counts) */
   accept(sessionId: string, proof: unknown, mintUrl: string): Promise<{ ok: true } | { ok: false; reason: string }>
 }
 
-/** What a wallet needs to offer to receive ecash (the project's Wallet does). */
-export interface ProofSink {
-  addProofs(proofs: Proof[]): Promise<unknown> | unknown
-}
-
 export class PaymentRefused extends Error {
   override name = 'PaymentRefused'
 }
 
-export interface MintJobPaymentsOptions {
-  /** the provider's own mint: invoices come from here */
+export interface WalletJobPaymentsOptions {
+  /** the provider's own mint: its wallet's mint, which issues the invoices */
   mintUrl: string
-  wallet: ProofSink
+  wallet: JobWallet
   /** mints whose tokens are accepted in requests (default: just mintUrl) */
   acceptedMints?: string[]
-  /** hex private key of the payment key, to redeem P2PK-locked proofs */
+  /** hex private key of the payment key, to swap proofs locked to it */
   paymentPrivkey?: string
-  pollMs?: number
-  /** refuse tokens whose swap would cost input fees (default: refuse any fee) */
-  maxInputFeePpk?: number
   /** verifies locked 1-sat proofs offline; without it every token is swapped online */
   offline?: OfflineProofAcceptor
   /** called once proofs for `jobId` were stored offline, so they can be redeemed */
   onOfflineAccepted?: (jobId: string) => void
+  /** how long an invoice is watched (the wallet keeps the quote after that) */
+  invoiceTimeoutMs?: number
+  pollMs?: number
 }
 
 const MAX_TOKEN_CHARS = 16 * 1024
 const MAX_TOKEN_PROOFS = 64
 
-/** A NUT-10 secret is a JSON array starting with the kind: `["P2PK", {…}]`. */
+/** A NUT-10 secret is a JSON array starting with its kind: `["P2PK", {…}]`. */
 function isP2PKSecret(secret: string): boolean {
   return /^\s*\[\s*"P2PK"/.test(secret)
 }
 
-export class MintJobPayments implements JobPayments {
-  private readonly cashu: CashuWallet
-  private loaded: Promise<void> | undefined
-  private readonly pollMs: number
+export class WalletJobPayments implements JobPayments {
+  private lockedSwapper: CashuWallet | undefined
 
-  constructor(private readonly opts: MintJobPaymentsOptions) {
-    this.cashu = new CashuWallet(new CashuMint(opts.mintUrl), { unit: 'sat' })
-    this.pollMs = opts.pollMs ?? 500
-  }
+  constructor(private readonly opts: WalletJobPaymentsOptions) {}
 
-  private load(): Promise<void> {
-    this.loaded ??= this.cashu.loadMint().catch((err: unknown) => {
-      this.loaded = undefined
-      throw new Error(`cannot reach the mint ${this.opts.mintUrl} (${(err as Error).message}); is it running?`)
+  invoice(sats: number): Promise<Invoice> {
+    if (!Number.isSafeInteger(sats) || sats <= 0) return Promise.reject(new RangeError(`an invoice needs a positive whole number of sats, got ${sats}`))
+    return new Promise((resolveInvoice, rejectInvoice) => {
+      let invoiceGiven = false
+      const funded = this.opts.wallet.fund(sats, {
+        timeoutMs: this.opts.invoiceTimeoutMs ?? 600_000,
+        pollMs: this.opts.pollMs ?? 500,
+        onInvoice: (bolt11) => {
+          invoiceGiven = true
+          resolveInvoice({ bolt11, sats, settled: (signal) => untilSettled(funded, signal) })
+        },
+      })
+      // The wallet keeps polling after an abort; its outcome is only ours to report while someone waits.
+      funded.catch((err: unknown) => {
+        if (!invoiceGiven) rejectInvoice(new Error(`cannot get an invoice from the mint ${this.opts.mintUrl}: ${(err as Error).message}`))
+      })
     })
-    return this.loaded
-  }
-
-  async invoice(sats: number, description?: string): Promise<Invoice> {
-    if (!Number.isSafeInteger(sats) || sats <= 0) throw new RangeError(`an invoice needs a positive whole number of sats, got ${sats}`)
-    await this.load()
-    const quote = await this.cashu.createMintQuote(sats, description)
-    return {
-      bolt11: quote.request,
-      sats,
-      settled: (signal) => this.settle(quote.quote, sats, quote.expiry, signal),
-    }
-  }
-
-  private async settle(quoteId: string, sats: number, expiry: number | null | undefined, signal: AbortSignal): Promise<void> {
-    for (;;) {
-      signal.throwIfAborted()
-      const q = await this.cashu.checkMintQuote(quoteId)
-      if (q.state === 'PAID') break
-      if (q.state === 'ISSUED') throw new Error(`mint quote ${quoteId} was already issued; the ecash for it was minted elsewhere`)
-      if (expiry && Date.now() / 1000 > expiry) throw new Error('the invoice expired unpaid')
-      await sleep(this.pollMs, signal)
-    }
-    // Minting is not abortable: once paid, the ecash must land in the wallet.
-    const proofs = await this.cashu.mintProofs(sats, quoteId)
-    await this.opts.wallet.addProofs(proofs)
   }
 
   async acceptToken(encoded: string, minSats: number, jobId: string): Promise<number> {
@@ -132,15 +115,23 @@ export class MintJobPayments implements JobPayments {
     if (token.unit !== 'sat') throw new PaymentRefused(`token unit "${token.unit}" is not accepted; send sats`)
     if (token.proofs.length > MAX_TOKEN_PROOFS) throw new PaymentRefused(`a token may hold at most ${MAX_TOKEN_PROOFS} proofs`)
     const total = token.proofs.reduce((n, p) => n + p.amount, 0)
-    // Check the amount before anything else: a short token is refused
-    // untouched, so the customer keeps it.
+    // Check the amount first: a short token is refused untouched, so the customer keeps it.
     if (total < minSats) throw new PaymentRefused(`the token holds ${total} sats; this job costs ${minSats}`)
 
-    const offline = this.opts.offline
-    if (offline && token.proofs.every((p) => p.amount === 1 && isP2PKSecret(p.secret))) {
-      return this.acceptOffline(offline, token, jobId)
+    const locked = token.proofs.map((p) => isP2PKSecret(p.secret))
+    if (this.opts.offline && token.proofs.every((p, i) => p.amount === 1 && locked[i])) return this.acceptOffline(this.opts.offline, token, jobId)
+    if (!sameMint(token.mint, this.opts.mintUrl)) {
+      throw new PaymentRefused(`only 1-sat proofs locked to this provider's payment key are taken from ${token.mint}; other tokens must come from ${this.opts.mintUrl}`)
     }
-    return this.swapOnline(token, minSats)
+    if (locked.some(Boolean)) return this.swapLocked(token, minSats)
+    let got: number
+    try {
+      got = (await this.opts.wallet.receive(encoded)).amount
+    } catch (err) {
+      throw new PaymentRefused(`the token could not be received: ${(err as Error).message}`)
+    }
+    if (got < minSats) throw new PaymentRefused(`the token was worth ${got} sats after the mint's fees; this job costs ${minSats} (the ${got} sats were kept; send the rest)`)
+    return got
   }
 
   private async acceptOffline(offline: OfflineProofAcceptor, token: DecodedToken, jobId: string): Promise<number> {
@@ -150,50 +141,45 @@ export class MintJobPayments implements JobPayments {
       if (!v.ok) throw new PaymentRefused(`a proof in the token was refused: ${v.reason}`)
     }
     let got = 0
-    for (const p of token.proofs) {
-      const v = await offline.accept(jobId, p, token.mint)
-      if (!v.ok) {
-        if (got > 0) this.opts.onOfflineAccepted?.(jobId)
-        throw new PaymentRefused(`a proof in the token was refused: ${v.reason}`)
+    try {
+      for (const p of token.proofs) {
+        const v = await offline.accept(jobId, p, token.mint)
+        if (!v.ok) throw new PaymentRefused(`a proof in the token was refused: ${v.reason}`)
+        got += p.amount
       }
-      got += p.amount
+    } finally {
+      if (got > 0) this.opts.onOfflineAccepted?.(jobId)
     }
-    this.opts.onOfflineAccepted?.(jobId)
     return got
   }
 
-  private async swapOnline(token: DecodedToken, minSats: number): Promise<number> {
-    if (!sameMint(token.mint, this.opts.mintUrl)) {
-      throw new PaymentRefused(`tokens that are not locked to this provider's payment key are swapped at ${this.opts.mintUrl}; send a token from that mint`)
-    }
-    await this.load()
-    const fee = this.cashu.getFeesForProofs(token.proofs)
-    if (fee > 0 && (this.opts.maxInputFeePpk ?? 0) === 0) {
-      throw new PaymentRefused(`the mint charges ${fee} sat in input fees for this token; this provider only takes fee-free keysets`)
-    }
+  private async swapLocked(token: DecodedToken, minSats: number): Promise<number> {
+    if (!this.opts.paymentPrivkey) throw new PaymentRefused('this provider cannot redeem locked proofs online; send unlocked ecash in an encrypted request')
+    this.lockedSwapper ??= new CashuWallet(new CashuMint(this.opts.mintUrl), { unit: 'sat' })
     let proofs: Proof[]
     try {
-      proofs = await this.cashu.receive({ mint: token.mint, unit: token.unit, proofs: token.proofs }, this.opts.paymentPrivkey ? { privkey: this.opts.paymentPrivkey } : undefined)
+      await this.lockedSwapper.loadMint()
+      if (this.lockedSwapper.getFeesForProofs(token.proofs) > 0) throw new Error('the keyset charges input fees, which this provider does not take')
+      proofs = await this.lockedSwapper.receive({ mint: token.mint, unit: token.unit, proofs: token.proofs }, { privkey: this.opts.paymentPrivkey })
     } catch (err) {
       throw new PaymentRefused(`the mint refused the token (${(err as Error).message}); it may be spent already or locked to another key`)
     }
     await this.opts.wallet.addProofs(proofs)
-    const received = proofs.reduce((n, p) => n + p.amount, 0)
-    if (received < minSats) throw new PaymentRefused(`the token was worth ${received} sats after fees; this job costs ${minSats}`)
-    return received
+    const got = proofs.reduce((n, p) => n + p.amount, 0)
+    if (got < minSats) throw new PaymentRefused(`the token was worth ${got} sats; this job costs ${minSats}`)
+    return got
   }
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Wait for the wallet's fund() to finish, or for the signal. */
+function untilSettled(funded: Promise<unknown>, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    const onAbort = (): void => {
-      clearTimeout(t)
-      reject(signal.reason)
-    }
+    if (signal.aborted) return reject(signal.reason)
+    const onAbort = (): void => reject(signal.reason)
     signal.addEventListener('abort', onAbort, { once: true })
+    funded.then(
+      () => resolve(),
+      (err: unknown) => reject(err instanceof Error ? err : new Error(String(err))),
+    ).finally(() => signal.removeEventListener('abort', onAbort))
   })
 }

@@ -21,7 +21,7 @@ import {
 import { RelayPool, type PoolSubscription } from '../nostr/relay-client.js'
 import { ChainError, ChainResolver } from './chain.js'
 import { JobQueue, QueueFullError } from './job-queue.js'
-import { MintJobPayments, PaymentRefused, type JobPayments, type OfflineProofAcceptor, type ProofSink } from './job-payments.js'
+import { PaymentRefused, WalletJobPayments, type JobPayments, type JobWallet, type OfflineProofAcceptor } from './job-payments.js'
 import { PubkeyRateLimiter, type RateLimitOptions } from './rate-limit.js'
 import { jobCacheKey, ResultCache, type ResultCacheOptions } from './result-cache.js'
 import { PartialStream } from './partial-stream.js'
@@ -42,8 +42,8 @@ export interface RelayJobServiceOptions {
   pricing?: { perJob?: number; perRequest?: number }
   /** jobs priced below this many sats are served free (an invoice is not worth it) */
   minPrice?: number
-  /** where paid ecash goes; needed for paid jobs */
-  wallet?: ProofSink
+  /** the provider's wallet (at `mintUrl`): issues invoices, receives ecash; needed for paid jobs */
+  wallet?: JobWallet
   /** the provider's own mint, which issues its invoices */
   mintUrl?: string
   /** mints whose tokens are accepted in a `cashu` param (default: mintUrl) */
@@ -185,13 +185,14 @@ export class RelayJobService {
     this.payments =
       this.opts.payments ??
       (this.opts.wallet && this.opts.mintUrl
-        ? new MintJobPayments({
+        ? new WalletJobPayments({
             mintUrl: this.opts.mintUrl,
             wallet: this.opts.wallet,
             ...(this.opts.acceptedMints ? { acceptedMints: this.opts.acceptedMints } : {}),
             ...(this.opts.paymentPrivkey ? { paymentPrivkey: this.opts.paymentPrivkey } : {}),
             ...(this.opts.offlineProofs ? { offline: this.opts.offlineProofs } : {}),
             ...(this.opts.onOfflineProofs ? { onOfflineAccepted: this.opts.onOfflineProofs } : {}),
+            invoiceTimeoutMs: this.opts.paymentTimeoutMs ?? DEFAULTS.paymentTimeoutMs,
           })
         : undefined)
     const info = await this.opts.processor.describe()
@@ -308,9 +309,11 @@ export class RelayJobService {
         content = await this.queue.run(() => this.execute(job, work), signal)
         if (key) this.cache!.set(key, content)
       }
+      // A customer that followed the job's feedback sees it close with
+      // `success` before the result arrives (its client stops listening then).
+      if (job.feedbackSent) await this.feedback(job, { status: 'success' })
       await this.publishResult(job, content)
       this.chain!.record(request.id, { ok: true, text: content, customer: request.customer, encrypted: Boolean(request.encryption) })
-      if (job.feedbackSent) void this.feedback(job, { status: 'success' })
     } catch (err) {
       const reason = this.reasonOf(err, signal)
       this.chain!.record(request.id, { ok: false, text: reason, customer: request.customer, encrypted: Boolean(request.encryption) })
@@ -373,7 +376,7 @@ export class RelayJobService {
     }
     const paymentTimeoutMs = this.opts.paymentTimeoutMs ?? DEFAULTS.paymentTimeoutMs
     await this.whileWaiting(() => withTimeout(job.abort.signal, paymentTimeoutMs, 'the invoice was not paid in time', async (signal) => {
-      const invoice = await payments.invoice(sats, `dvm job ${request.id.slice(0, 16)}`)
+      const invoice = await payments.invoice(sats)
       this.activity({ type: 'payment-required', id: request.id, sats, bolt11: invoice.bolt11 })
       await this.feedback(job, { status: 'payment-required', amountMsats: msats, bolt11: invoice.bolt11, extra: `pay ${sats} sats to start the job` })
       await invoice.settled(signal)

@@ -15,6 +15,7 @@ import https from 'node:https'
 import type net from 'node:net'
 import type { Duplex } from 'node:stream'
 import httpProxy from 'http-proxy'
+import { abortStream } from './abort.js'
 import { stderrLogger, type TunnelLogger } from './log.js'
 import { createPathPolicy, rewriteLocation, type PathPolicy, type PathPolicyOptions } from './path-policy.js'
 import { sendRefusal, writeRawRefusal, type Refusal } from './refusal.js'
@@ -118,6 +119,10 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   const server = http.createServer({ requestTimeout: 0, headersTimeout: options.headersTimeoutMs ?? 30_000 })
   server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 65_000
+  // The customer's local proxy passes a client's half-close (FIN after the
+  // request) through the tunnel. Node's default aborts the request then;
+  // with this (long-standing, undocumented) switch it answers and then ends.
+  ;(server as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true
 
   server.on('request', (req, res) => void onRequest(req, res, false))
   // Expect: 100-continue: decide before the client sends a (possibly huge) body.
@@ -166,10 +171,10 @@ export function createGateway(options: GatewayOptions): Gateway {
   async function onRequest(req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): Promise<void> {
     const refusal = await gate(req, req.socket)
     if (refusal) {
-      // A refused request with a body would have the body drained (or sent
-      // after 100-continue times out); closing is cheaper and unambiguous.
-      const hasBody = expectContinue || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
-      sendRefusal(res, refusal, req.headers.accept, refusal.status === 402 || hasBody)
+      // Close after any refusal: a refused body would otherwise have to be
+      // drained, and whoever sent a hostile target gets no second try on the
+      // same stream. Browsers just open a new connection.
+      sendRefusal(res, refusal, req.headers.accept, true)
       return
     }
     if (res.destroyed || req.socket.destroyed) return
@@ -272,13 +277,14 @@ export function createGateway(options: GatewayOptions): Gateway {
     return streamSession.get(stream)
   }
 
-  function cut(streams: Iterable<Duplex>): number {
-    let n = 0
-    for (const s of [...streams]) {
-      s.destroy()
-      n++
-    }
-    return n
+  function cut(sessionId: string): number {
+    const set = sessions.get(sessionId)
+    if (!set) return 0
+    // Forget them now, not on their 'close' (a tick later), so that counts
+    // are right the moment closeSession returns.
+    sessions.delete(sessionId)
+    for (const s of set) abortStream(s)
+    return set.size
   }
 
   return {
@@ -299,17 +305,16 @@ export function createGateway(options: GatewayOptions): Gateway {
       stream.on('error', () => {})
       stream.once('close', () => {
         const s = sessions.get(sessionId)
-        s?.delete(stream)
-        if (s && s.size === 0) sessions.delete(sessionId)
+        if (s?.delete(stream) && s.size === 0) sessions.delete(sessionId)
       })
       server.emit('connection', stream)
     },
     closeSession(sessionId) {
-      return cut(sessions.get(sessionId) ?? [])
+      return cut(sessionId)
     },
     closeAll() {
       let n = 0
-      for (const set of [...sessions.values()]) n += cut(set)
+      for (const id of [...sessions.keys()]) n += cut(id)
       return n
     },
     streamCount(sessionId) {
@@ -320,7 +325,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     async close() {
       closed = true
-      for (const set of [...sessions.values()]) cut(set)
+      for (const id of [...sessions.keys()]) cut(id)
       agent.destroy()
       proxy.close()
     },

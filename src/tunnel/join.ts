@@ -1,4 +1,5 @@
 import { pipeline, type Duplex } from 'node:stream'
+import { abortStream } from './abort.js'
 
 /**
  * Pipe two byte streams into each other, both ways, with backpressure
@@ -15,8 +16,8 @@ export function joinStreams(a: Duplex, b: Duplex, onClose?: (err?: Error) => voi
   const done = (err?: Error | null): void => {
     if (err && !failed) {
       failed = err
-      a.destroy()
-      b.destroy()
+      abortStream(a)
+      abortStream(b)
     }
     if (--pending === 0) {
       // Both directions finished: nothing more can flow, release both ends

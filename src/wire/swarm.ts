@@ -20,5 +20,9 @@ export function createSwarm(opts: SwarmOptions): Hyperswarm {
   const dht = local
     ? new DHT({ bootstrap: opts.bootstrap, host: '127.0.0.1', firewalled: false, keyPair: opts.keyPair })
     : new DHT({ keyPair: opts.keyPair })
-  return new Hyperswarm({ keyPair: opts.keyPair, dht, maxPeers: opts.maxPeers ?? 1024 })
+  const swarm = new Hyperswarm({ keyPair: opts.keyPair, dht, maxPeers: opts.maxPeers ?? 1024 })
+  // Connection errors (resets, timeouts) reach whoever uses the connection as
+  // its close; one nobody picked up must not crash the process.
+  swarm.on('connection', (conn) => conn.on('error', () => {}))
+  return swarm
 }

@@ -1,0 +1,392 @@
+// The wallet against a real nutshell mint on loopback: the dvm-wallet CLI as
+// child processes, 1-sat locking with DLEQ, crash recovery, melt and fees.
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { CashuMint, MintOperationError, getDecodedToken, getEncodedToken, hasValidDleq, type MintKeys, type Proof } from '@cashu/cashu-ts'
+import { bytesToHex } from '@noble/hashes/utils.js'
+import { Wallet } from '../src/payments/wallet.js'
+import { pubkeyOf, randomOutput, withWitness } from '../src/payments/lock.js'
+import { parseP2PKSecret } from '../src/payments/p2pk.js'
+import { storePath, type Operation, type WalletFile } from '../src/payments/proof-store.js'
+import { startMint, type RunningMint } from '../src/devnet/index.js'
+import { devnet, devnetDir } from './helpers/devnet.js'
+import { PROJECT_ROOT, tsArgs, useProcs } from './helpers/procs.js'
+
+const procs = useProcs()
+const CLI = join(PROJECT_ROOT, 'dist', 'bin', 'dvm-wallet.js')
+
+let cleanups: Array<() => Promise<unknown> | unknown> = []
+afterEach(async () => {
+  for (const fn of cleanups.reverse()) await fn()
+  cleanups = []
+})
+
+function tempDir(prefix = 'dvm-wallet-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+const mintUrl = () => devnet().mint
+const privkey = () => bytesToHex(randomBytes(32))
+const nowSec = () => Math.floor(Date.now() / 1000)
+
+/** The built CLI must exist and be newer than its sources; CI builds first, a dev run may not have. */
+beforeAll(async () => {
+  const sources = [join(PROJECT_ROOT, 'bin', 'dvm-wallet.ts'), ...readdirSync(join(PROJECT_ROOT, 'src', 'payments')).map((f) => join(PROJECT_ROOT, 'src', 'payments', f))]
+  const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs))
+  if (existsSync(CLI) && statSync(CLI).mtimeMs >= newest) return
+  const tsc = procs.spawn(process.execPath, [join(PROJECT_ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { timeoutMs: 170_000 })
+  await tsc.exited // tsc emits even if someone else's file has a type error; what matters is our output
+  if (!existsSync(CLI) || statSync(CLI).mtimeMs < newest) throw new Error(`could not build ${CLI}:\n${tsc.output()}`)
+}, 180_000)
+
+interface CliResult {
+  code: number | null
+  json: Record<string, unknown>
+  stdout: string
+  stderr: string
+}
+
+/** Run the built dvm-wallet against the devnet (its default mint), with --json unless told otherwise. */
+async function cli(dataDir: string, args: string[], json = true): Promise<CliResult> {
+  const env = { ...process.env }
+  delete env.DVM_MINT
+  const p = procs.spawn(process.execPath, [CLI, ...args, '--data-dir', dataDir, '--devnet', devnetDir(), ...(json ? ['--json'] : [])], { env, timeoutMs: 45_000 })
+  const exit = await p.exited
+  const lines = p.stdout.trim().split('\n')
+  let parsed: Record<string, unknown> = {}
+  if (json) {
+    expect(lines, `one JSON object on stdout from dvm-wallet ${args.join(' ')}\n${p.output()}`).toHaveLength(1)
+    parsed = JSON.parse(lines[0]!) as Record<string, unknown>
+  }
+  return { code: exit.code, json: parsed, stdout: p.stdout, stderr: p.stderr }
+}
+
+async function newWallet(dataDir: string, opts: Partial<ConstructorParameters<typeof Wallet>[0]> = {}): Promise<Wallet> {
+  const w = new Wallet({ dataDir, mintUrl: mintUrl(), ...opts })
+  await w.load()
+  return w
+}
+
+async function keysetOf(url: string, proof: Proof): Promise<MintKeys> {
+  const { keysets } = await new CashuMint(url).getKeys(proof.id)
+  return keysets.find((k) => k.id === proof.id)!
+}
+
+function readStore(dataDir: string, url = mintUrl()): WalletFile {
+  return JSON.parse(readFileSync(storePath(dataDir, url), 'utf8')) as WalletFile
+}
+
+describe('dvm-wallet CLI', () => {
+  it('fund 100, send 30, receive: ecash moves between data dirs and both balances survive a restart', async () => {
+    const alice = tempDir()
+    const bob = tempDir()
+
+    const fund = await cli(alice, ['fund', '100'])
+    expect(fund.code, fund.stderr).toBe(0)
+    expect(fund.json).toMatchObject({ type: 'fund', amount: 100, balance: 100, pending: 0, mint: mintUrl() })
+    expect(fund.stderr).toMatch(/pay lnbc/) // the invoice is shown before the payment, even with --json
+
+    const send = await cli(alice, ['send', '30'])
+    expect(send.code, send.stderr).toBe(0)
+    expect(send.json).toMatchObject({ type: 'send', amount: 30, balance: 70 })
+    const token = send.json.token as string
+    expect(token.startsWith('cashuB')).toBe(true)
+    const decoded = getDecodedToken(token)
+    expect(decoded.proofs.reduce((s, p) => s + p.amount, 0)).toBe(30)
+    const keys = await keysetOf(mintUrl(), decoded.proofs[0]!)
+    for (const p of decoded.proofs) expect(hasValidDleq(p, keys)).toBe(true)
+
+    const recv = await cli(bob, ['receive', token])
+    expect(recv.code, recv.stderr).toBe(0)
+    expect(recv.json).toMatchObject({ type: 'receive', amount: 30, fee: 0, balance: 30 })
+
+    // fresh processes read what the earlier ones wrote
+    expect((await cli(alice, ['balance'])).json).toMatchObject({ type: 'balance', balance: 70, pending: 0 })
+    expect((await cli(bob, ['balance'])).json).toMatchObject({ type: 'balance', balance: 30, pending: 0 })
+    // human output; global flags before the subcommand work too
+    const human = await cli(bob, ['--mint', mintUrl(), 'balance'], false)
+    expect(human.stdout).toMatch(/^30 sats at http:\/\/127\.0\.0\.1:\d+\n$/)
+    expect(readStore(bob).proofs.filter((p) => p.state === 'unspent').reduce((s, p) => s + p.proof.amount, 0)).toBe(30)
+  })
+
+  it('refuses a token received twice, and one already spent by another wallet; balances unchanged', async () => {
+    const alice = tempDir()
+    const bob = tempDir()
+    const carol = tempDir()
+    expect((await cli(alice, ['fund', '40'])).code).toBe(0)
+    const token = (await cli(alice, ['send', '25'])).json.token as string
+    expect((await cli(bob, ['receive', token])).json).toMatchObject({ amount: 25, balance: 25 })
+
+    const again = await cli(bob, ['receive', token])
+    expect(again.code).toBe(1)
+    expect(again.json).toMatchObject({ type: 'error' })
+    expect(again.json.error).toMatch(/already received by this wallet/)
+    expect(again.stderr).toMatch(/^dvm-wallet: this token was already received/)
+
+    const stolen = await cli(carol, ['receive', token])
+    expect(stolen.code).toBe(1)
+    expect(stolen.json.error).toMatch(/already spent/)
+
+    expect((await cli(bob, ['balance'])).json).toMatchObject({ balance: 25, pending: 0 })
+    expect((await cli(carol, ['balance'])).json).toMatchObject({ balance: 0, pending: 0 })
+    expect(readStore(carol).ops).toHaveLength(0) // the failed swap left no journal behind
+  })
+
+  it('accepts V3 tokens, refuses other mints clearly, rejects unknown flags', async () => {
+    const alice = tempDir()
+    const bob = tempDir()
+    const a = await newWallet(alice)
+    await a.fund(20, { pollMs: 50 })
+    const v3 = getEncodedToken(getDecodedToken(await a.send(5)), { version: 3 })
+    expect(v3.startsWith('cashuA')).toBe(true)
+    expect((await cli(bob, ['receive', v3])).json).toMatchObject({ amount: 5, balance: 5 })
+
+    const foreign = getEncodedToken({ ...getDecodedToken(await a.send(3)), mint: 'http://127.0.0.1:9' })
+    const refused = await cli(bob, ['receive', foreign])
+    expect(refused.code).toBe(1)
+    expect(refused.json.error).toMatch(/this token is from mint http:\/\/127\.0\.0\.1:9, but this wallet uses http:\/\/127\.0\.0\.1:\d+/)
+    expect((await cli(bob, ['balance'])).json).toMatchObject({ balance: 5 })
+
+    const bogus = await cli(bob, ['balance', '--bogus'], false)
+    expect(bogus.code).toBe(1)
+    expect(bogus.stderr).toMatch(/unknown option '--bogus'/)
+    const bad = await cli(bob, ['send', '-3'], false)
+    expect(bad.code).toBe(1)
+    const help = await cli(bob, ['--help'], false)
+    expect(help.code).toBe(0)
+    expect(help.stdout).toMatch(/balance[\s\S]*fund[\s\S]*send[\s\S]*receive[\s\S]*melt/)
+  })
+})
+
+describe('locking 1-sat proofs for a payee', () => {
+  it('one swap turns 100 sats into 100 proofs of 1 sat locked to the key, each with a DLEQ proof that verifies', async () => {
+    const calls: Operation[] = []
+    const w = await newWallet(tempDir(), { hooks: { afterMintCall: (op) => void calls.push(op) } })
+    await w.fund(150, { pollMs: 50 })
+    calls.length = 0
+    const payeeSk = privkey()
+    const refundSk = privkey()
+    const locktime = nowSec() + 3600
+    const locked = await w.lockForPayee({ amount: 100, payeePubkey: pubkeyOf(payeeSk), locktime, refundPubkey: pubkeyOf(refundSk) })
+
+    expect(calls.map((op) => op.kind)).toEqual(['swap']) // one mint round trip
+    expect(locked).toHaveLength(100)
+    expect(new Set(locked.map((p) => p.secret)).size).toBe(100)
+    const keys = await keysetOf(mintUrl(), locked[0]!)
+    for (const p of locked) {
+      expect(p.amount).toBe(1)
+      const parsed = parseP2PKSecret(p.secret)
+      expect(parsed.ok).toBe(true)
+      if (parsed.ok) expect(parsed.secret).toMatchObject({ pubkey: pubkeyOf(payeeSk), locktime, refundKeys: [pubkeyOf(refundSk)], sigflag: 'SIG_INPUTS' })
+      expect(p.dleq?.r).toMatch(/^[0-9a-f]{64}$/)
+      expect(hasValidDleq(p, keys)).toBe(true)
+    }
+    expect(await w.balance()).toEqual({ balance: 50, pending: 100, locked: 100 })
+    expect(await w.lockedProofs({ payeePubkey: pubkeyOf(payeeSk) })).toHaveLength(100)
+
+    // the lock is real: before locktime the refund key cannot spend, the payee can
+    const mint = new CashuMint(mintUrl())
+    const out = randomOutput(2, locked[0]!.id)
+    const strip = (p: Proof): Proof => ({ id: p.id, amount: p.amount, secret: p.secret, C: p.C, ...(p.witness ? { witness: p.witness } : {}) })
+    const pair = locked.slice(0, 2)
+    await expect(mint.swap({ inputs: pair.map((p) => strip(withWitness(p, refundSk))), outputs: [{ amount: 2, id: out.id, B_: out.B_ }] })).rejects.toBeInstanceOf(MintOperationError)
+    const { signatures } = await mint.swap({ inputs: pair.map((p) => strip(withWitness(p, payeeSk))), outputs: [{ amount: 2, id: out.id, B_: out.B_ }] })
+    expect(signatures).toHaveLength(1)
+
+    expect(await w.markLockedPaid(pair)).toBe(2)
+    expect(await w.balance()).toEqual({ balance: 50, pending: 98, locked: 98 })
+  })
+
+  it('after locktime the refund key takes back what the payee did not redeem', async () => {
+    const w = await newWallet(tempDir())
+    await w.fund(20, { pollMs: 50 })
+    const payeeSk = privkey()
+    const refundSk = privkey()
+    const locktime = nowSec() + 2
+    const locked = await w.lockForPayee({ amount: 10, payeePubkey: pubkeyOf(payeeSk), locktime, refundPubkey: pubkeyOf(refundSk) })
+    await expect(w.reclaimLocked(locked, refundSk)).rejects.toThrow(/locked to the payee until/)
+    // the payee redeems 3 of them
+    const out = randomOutput(2, locked[0]!.id)
+    const out1 = randomOutput(1, locked[0]!.id)
+    await new CashuMint(mintUrl()).swap({
+      inputs: locked.slice(0, 3).map((p) => ({ id: p.id, amount: p.amount, secret: p.secret, C: p.C, witness: withWitness(p, payeeSk).witness! })),
+      outputs: [out, out1].map((o) => ({ amount: o.amount, id: o.id, B_: o.B_ })),
+    })
+    await new Promise((r) => setTimeout(r, Math.max(0, (locktime + 1) * 1000 - Date.now()) + 200))
+    await expect(w.reclaimLocked(locked, privkey())).rejects.toThrow(/not the refund key/)
+    const res = await w.reclaimLocked(locked, refundSk)
+    expect(res).toEqual({ reclaimed: 7, alreadySpent: 3, stillPending: 0 })
+    expect(await w.balance()).toEqual({ balance: 17, pending: 0, locked: 0 })
+  })
+
+  it('two wallet objects on one data dir never spend the same proof or count one twice', async () => {
+    const dir = tempDir()
+    const a = await newWallet(dir)
+    const b = await newWallet(dir)
+    await a.fund(100, { pollMs: 50 })
+    const tokens = await Promise.all([a.send(10), b.send(10), a.send(7), b.send(3)])
+    const secrets = tokens.flatMap((t) => getDecodedToken(t).proofs.map((p) => p.secret))
+    expect(new Set(secrets).size).toBe(secrets.length)
+    expect(await a.balance()).toEqual({ balance: 70, pending: 0, locked: 0 })
+    expect(await b.balance()).toEqual({ balance: 70, pending: 0, locked: 0 })
+  })
+})
+
+describe('crash recovery', () => {
+  /** Run lockForPayee in a child process that SIGKILLs itself at `hook`. */
+  async function crashDuringLock(dataDir: string, hook: 'beforeMintCall' | 'afterMintCall', payee: string, refund: string): Promise<void> {
+    const script = join(tempDir('dvm-wallet-crash-'), 'crash.mts')
+    const walletModule = pathToFileURL(join(PROJECT_ROOT, 'src', 'payments', 'wallet.ts')).href
+    writeFileSync(script, `
+      import { Wallet } from ${JSON.stringify(walletModule)}
+      const w = new Wallet({ dataDir: ${JSON.stringify(dataDir)}, mintUrl: ${JSON.stringify(mintUrl())},
+        hooks: { ${hook}: (op) => { if (op.kind === 'swap') process.kill(process.pid, 'SIGKILL') } } })
+      await w.load()
+      await w.lockForPayee({ amount: 100, payeePubkey: ${JSON.stringify(payee)}, locktime: ${nowSec() + 3600}, refundPubkey: ${JSON.stringify(refund)} })
+      console.log('not killed')
+    `)
+    const child = procs.spawn(process.execPath, tsArgs(script), { timeoutMs: 30_000 })
+    const exit = await child.exited
+    expect(exit.signal, child.output()).toBe('SIGKILL')
+  }
+
+  it('a lock swap the mint carried out before the process died is recovered on load()', async () => {
+    const dir = tempDir()
+    await (await newWallet(dir)).fund(100, { pollMs: 50 })
+    const payee = pubkeyOf(privkey())
+    await crashDuringLock(dir, 'afterMintCall', payee, pubkeyOf(privkey()))
+
+    const journal = readStore(dir)
+    expect(journal.ops.map((op) => op.kind)).toEqual(['swap'])
+    expect(journal.proofs.filter((p) => p.state === 'pending').length).toBeGreaterThan(0)
+
+    const w = await newWallet(dir)
+    expect(readStore(dir).ops).toHaveLength(0)
+    const locked = await w.lockedProofs({ payeePubkey: payee })
+    expect(locked).toHaveLength(100)
+    const keys = await keysetOf(mintUrl(), locked[0]!.proof)
+    for (const l of locked) {
+      expect(l.proof.amount).toBe(1)
+      expect(hasValidDleq(l.proof, keys)).toBe(true)
+    }
+    expect(await w.balance()).toEqual({ balance: 0, pending: 100, locked: 100 })
+  })
+
+  it('a lock swap that never reached the mint gives the inputs back on load()', async () => {
+    const dir = tempDir()
+    await (await newWallet(dir)).fund(100, { pollMs: 50 })
+    await crashDuringLock(dir, 'beforeMintCall', pubkeyOf(privkey()), pubkeyOf(privkey()))
+    expect(readStore(dir).ops).toHaveLength(1)
+
+    const w = await newWallet(dir)
+    expect(readStore(dir).ops).toHaveLength(0)
+    expect(await w.balance()).toEqual({ balance: 100, pending: 0, locked: 0 })
+    expect(await w.lockedProofs()).toHaveLength(0)
+    // and the proofs really are spendable
+    expect(getDecodedToken(await w.send(100)).proofs.reduce((s, p) => s + p.amount, 0)).toBe(100)
+  })
+})
+
+describe('a flaky connection to the mint', () => {
+  type Mode = 'pass' | 'lose-swap-answer' | 'down'
+  /** An HTTP relay to the devnet mint that can drop the swap answer (after the mint acted) or refuse everything. */
+  async function flakyMint(): Promise<{ url: string; mode: { value: Mode } }> {
+    const mode = { value: 'pass' as Mode }
+    const server = createServer(async (req, res) => {
+      if (mode.value === 'down') return void req.socket.destroy()
+      const chunks: Buffer[] = []
+      for await (const c of req) chunks.push(c as Buffer)
+      const upstream = await fetch(mintUrl() + req.url, {
+        method: req.method,
+        headers: { 'content-type': 'application/json' },
+        ...(req.method === 'POST' ? { body: Buffer.concat(chunks) } : {}),
+      })
+      const body = Buffer.from(await upstream.arrayBuffer())
+      if (mode.value === 'lose-swap-answer' && req.url === '/v1/swap') return void req.socket.destroy()
+      res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(body)
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    cleanups.push(() => new Promise((r) => server.close(r)))
+    cleanups.push(() => server.closeAllConnections())
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, mode }
+  }
+
+  it('a lock swap whose answer is lost still returns its proofs (NUT-09 restore)', async () => {
+    const mint = await flakyMint()
+    const w = new Wallet({ dataDir: tempDir(), mintUrl: mint.url })
+    await w.load()
+    await w.fund(30, { pollMs: 50 })
+    mint.mode.value = 'lose-swap-answer'
+    const locked = await w.lockForPayee({ amount: 20, payeePubkey: pubkeyOf(privkey()), locktime: nowSec() + 600, refundPubkey: pubkeyOf(privkey()) })
+    expect(locked).toHaveLength(20)
+    expect(locked.every((p) => p.dleq)).toBe(true)
+    expect(await w.balance()).toEqual({ balance: 10, pending: 20, locked: 20 })
+  })
+
+  it('with the mint down, a send fails clearly, the sats stay pending, and are settled once it is back', async () => {
+    const mint = await flakyMint()
+    const w = new Wallet({ dataDir: tempDir(), mintUrl: mint.url, timeoutMs: 2000 })
+    await w.load()
+    await w.fund(30, { pollMs: 50 })
+    mint.mode.value = 'down'
+    await expect(w.send(7)).rejects.toThrow(/could not reach the mint .* stay pending in the journal/)
+    const during = await w.balance()
+    expect(during.pending).toBeGreaterThan(0) // the 8-sat proof picked for the swap
+    expect(during.balance + during.pending).toBe(30)
+    expect(await w.recover()).toEqual({ resolved: 0, unsettled: 1 }) // still down
+    mint.mode.value = 'pass'
+    expect(await w.recover()).toEqual({ resolved: 1, unsettled: 0 })
+    expect(await w.balance()).toEqual({ balance: 30, pending: 0, locked: 0 })
+  })
+})
+
+describe('melt and fees', () => {
+  /** A second mint (with input fees) supplies a FakeWallet invoice the devnet mint pays "externally". */
+  let feeMint: RunningMint
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dvm-wallet-feemint-'))
+    feeMint = await startMint({ dataDir: dir, env: { MINT_INPUT_FEE_PPK: '100' } })
+    return async () => {
+      await feeMint.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 60_000)
+
+  it('melt pays a FakeWallet invoice and lowers the balance by amount + fee', async () => {
+    const dir = tempDir()
+    expect((await cli(dir, ['fund', '100'])).code).toBe(0)
+    const invoice = await new CashuMint(feeMint.url).createMintQuote({ unit: 'sat', amount: 21 })
+    const melt = await cli(dir, ['melt', invoice.request])
+    expect(melt.code, melt.stderr).toBe(0)
+    expect(melt.json).toMatchObject({ type: 'melt', paid: true, state: 'PAID', amount: 21 })
+    const fee = melt.json.feePaid as number
+    expect(fee).toBeGreaterThanOrEqual(0)
+    expect(melt.json.balance).toBe(100 - 21 - fee)
+    expect((await cli(dir, ['balance'])).json).toMatchObject({ balance: 100 - 21 - fee, pending: 0 })
+  })
+
+  it('refuses to lock 1-sat proofs at a mint with input fees, and pays fees on ordinary swaps', async () => {
+    const x = new Wallet({ dataDir: tempDir(), mintUrl: feeMint.url })
+    await x.load()
+    await x.fund(16, { pollMs: 50 })
+    await expect(x.lockForPayee({ amount: 5, payeePubkey: pubkeyOf(privkey()), locktime: nowSec() + 600, refundPubkey: pubkeyOf(privkey()) }))
+      .rejects.toThrow(/charges an input fee of 100 ppk per proof .* refuses to lock 1-sat proofs/)
+    expect(await x.balance()).toEqual({ balance: 16, pending: 0, locked: 0 })
+
+    const token = await x.send(10) // swap of one 16-sat proof: 1 sat fee, 10 sent, 5 kept
+    expect(await x.balance()).toEqual({ balance: 5, pending: 0, locked: 0 })
+    const y = new Wallet({ dataDir: tempDir(), mintUrl: feeMint.url })
+    await y.load()
+    const got = await y.receive(token) // two proofs (8 + 2) in: 1 sat fee
+    expect(got).toEqual({ amount: 9, fee: 1 })
+    expect(await y.balance()).toEqual({ balance: 9, pending: 0, locked: 0 })
+  })
+})
