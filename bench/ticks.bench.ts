@@ -18,7 +18,7 @@ import { join } from 'node:path'
 import { hasValidDleq, CashuMint, CashuWallet, OutputData } from '@cashu/cashu-ts'
 import { add, convert, mul, mulG, secretToY, sha256, sub } from '../src/payments/hash-to-curve.js'
 import { verifyProofDleq } from '../src/payments/dleq.js'
-import { makeP2PKSecret } from '../src/payments/p2pk.js'
+import { makeP2PKSecret, SchnorrSigner } from '../src/payments/p2pk.js'
 import { loadOrCreatePaymentKey, paymentKeyFromPrivkey } from '../src/payments/payment-key.js'
 import { MintKeyCache, MINT_KEYS_FILE, deriveKeysetIdV00 } from '../src/payments/mint-keys.js'
 import { ReceivedStore } from '../src/payments/received-store.js'
@@ -112,7 +112,10 @@ async function main(): Promise<void> {
     console.log('DLEQ verification (NUT-12, proof side), one thread')
     console.log(`  native (this project):    ${fmt(dleqRate)} /s   (${(1000 / dleqRate).toFixed(3)} ms each)`)
     console.log(`  cashu-ts hasValidDleq:    ${fmt(cashuTsRate)} /s   (${(1000 / cashuTsRate).toFixed(2)} ms each)`)
-    console.log(`  hash_to_curve alone:      ${fmt(h2cRate)} /s\n`)
+    console.log(`  hash_to_curve alone:      ${fmt(h2cRate)} /s`)
+    const signer = new SchnorrSigner(payKey.privkey)
+    const signRate = bestRate((i) => signer.witness((ticks[i] as Proof).secret))
+    console.log(`  redemption witness (BIP-340 Schnorr, native k·G): ${fmt(signRate)} /s\n`)
 
     // 2. full offline verification (no store writes)
     const keys = new MintKeyCache({ dataDir: dir, mints: [MINT_URL] })

@@ -70,6 +70,7 @@ program.action(async (flags: SessionFlags) => {
       port: flags.proxy ? parseIntFlag('port', flags.port, 0, 65535) : null,
       host: flags.host,
       lockSeconds: parseIntFlag('lock-seconds', flags.lockSeconds, 1),
+      expectedMs: flags.duration ? parseIntFlag('duration', flags.duration, 1) * 1000 : undefined,
     })
     out.attach(session)
     await session.start()

@@ -25,8 +25,9 @@ afterAll(async () => {
 
 describe('tunnel over plain Duplex streams', () => {
   it('memory pair ends really lack socket methods (the point of this file)', () => {
-    const [a] = memoryDuplexPair()
+    const [a, b] = memoryDuplexPair()
     expect((a as unknown as { setNoDelay?: unknown }).setNoDelay).toBeUndefined()
+    b.on('error', () => {})
     a.destroy()
   })
 

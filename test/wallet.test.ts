@@ -227,6 +227,18 @@ describe('locking 1-sat proofs for a payee', () => {
     expect(await w.balance()).toEqual({ balance: 17, pending: 0, locked: 0 })
   })
 
+  it('splits a lock larger than the mint allows per request into a few swaps', async () => {
+    const calls: Operation[] = []
+    const w = await newWallet(tempDir(), { maxBatch: 30, hooks: { afterMintCall: (op) => void calls.push(op) } })
+    await w.fund(80, { pollMs: 50 })
+    calls.length = 0
+    const locked = await w.lockForPayee({ amount: 70, payeePubkey: pubkeyOf(privkey()), locktime: nowSec() + 600, refundPubkey: pubkeyOf(privkey()) })
+    expect(locked).toHaveLength(70)
+    expect(calls.length).toBe(3)
+    for (const op of calls) expect(op.outputs.length).toBeLessThanOrEqual(30)
+    expect(await w.balance()).toEqual({ balance: 10, pending: 70, locked: 70 })
+  })
+
   it('two wallet objects on one data dir never spend the same proof or count one twice', async () => {
     const dir = tempDir()
     const a = await newWallet(dir)
@@ -241,22 +253,34 @@ describe('locking 1-sat proofs for a payee', () => {
 })
 
 describe('crash recovery', () => {
-  /** Run lockForPayee in a child process that SIGKILLs itself at `hook`. */
-  async function crashDuringLock(dataDir: string, hook: 'beforeMintCall' | 'afterMintCall', payee: string, refund: string): Promise<void> {
+  /** Run `action` with a Wallet in a child process that SIGKILLs itself when `hook` fires for an operation of `kind`. */
+  async function crashDuring(dataDir: string, hook: 'beforeMintCall' | 'afterMintCall', kind: Operation['kind'], action: string): Promise<void> {
     const script = join(tempDir('dvm-wallet-crash-'), 'crash.mts')
     const walletModule = pathToFileURL(join(PROJECT_ROOT, 'src', 'payments', 'wallet.ts')).href
     writeFileSync(script, `
       import { Wallet } from ${JSON.stringify(walletModule)}
       const w = new Wallet({ dataDir: ${JSON.stringify(dataDir)}, mintUrl: ${JSON.stringify(mintUrl())},
-        hooks: { ${hook}: (op) => { if (op.kind === 'swap') process.kill(process.pid, 'SIGKILL') } } })
+        hooks: { ${hook}: (op) => { if (op.kind === ${JSON.stringify(kind)}) process.kill(process.pid, 'SIGKILL') } } })
       await w.load()
-      await w.lockForPayee({ amount: 100, payeePubkey: ${JSON.stringify(payee)}, locktime: ${nowSec() + 3600}, refundPubkey: ${JSON.stringify(refund)} })
+      await w.${action}
       console.log('not killed')
     `)
     const child = procs.spawn(process.execPath, tsArgs(script), { timeoutMs: 30_000 })
     const exit = await child.exited
     expect(exit.signal, child.output()).toBe('SIGKILL')
   }
+
+  const crashDuringLock = (dataDir: string, hook: 'beforeMintCall' | 'afterMintCall', payee: string, refund: string) =>
+    crashDuring(dataDir, hook, 'swap', `lockForPayee({ amount: 100, payeePubkey: ${JSON.stringify(payee)}, locktime: ${nowSec() + 3600}, refundPubkey: ${JSON.stringify(refund)} })`)
+
+  it('an invoice paid while the wallet was down is minted by the next load()', async () => {
+    const dir = tempDir()
+    await crashDuring(dir, 'beforeMintCall', 'mint', 'fund(64, { pollMs: 50 })')
+    expect(readStore(dir).ops.map((op) => op.kind)).toEqual(['mint'])
+    const w = await newWallet(dir)
+    expect(readStore(dir).ops).toHaveLength(0)
+    expect(await w.balance()).toEqual({ balance: 64, pending: 0, locked: 0 })
+  })
 
   it('a lock swap the mint carried out before the process died is recovered on load()', async () => {
     const dir = tempDir()

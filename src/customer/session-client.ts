@@ -22,6 +22,8 @@ export interface SessionOptions {
   lockSeconds?: number
   /** most ticks locked in one swap; the rest is locked as the session goes */
   batchTicks?: number
+  /** how long the session is expected to last (ms), so a short one locks no more than it needs */
+  expectedMs?: number
   timeoutMs?: number
   /** end the session when a tick is not answered within this (default max(5 s, 2 ticks)) */
   ackTimeoutMs?: number
@@ -145,7 +147,8 @@ export class SessionClient extends EventEmitter {
     if (this.unsent.length > 0) return
     this.locking ??= (async () => {
       const accept = this.accept!
-      const want = Math.min(this.opts.batchTicks ?? defaultBatch(accept, this.opts.mode), this.budgetLeft)
+      const expected = this.opts.expectedMs ? Math.ceil(this.opts.expectedMs / accept.tickMs) + 1 - this.sent : Infinity
+      const want = Math.min(this.opts.batchTicks ?? defaultBatch(accept, this.opts.mode), this.budgetLeft, Math.max(1, expected))
       if (want <= 0) return
       const lockSeconds = this.opts.lockSeconds ?? 20 * 60
       const locktime = Math.max(Math.ceil(Date.now() / 1000) + lockSeconds, accept.minLocktime)

@@ -21,6 +21,8 @@ export interface RentOptions {
   port: number | null
   host?: string
   lockSeconds?: number
+  /** planned length of the session (ms), if known: limits how much is locked at once */
+  expectedMs?: number
   connectTimeoutMs?: number
   /** try to get back to the same provider for this long after the connection drops */
   reconnectMs?: number
@@ -68,6 +70,7 @@ export class RentedSession extends EventEmitter {
       funds: this.opts.funds,
       maxPerMinute: this.opts.maxPerMinute,
       lockSeconds: this.opts.lockSeconds,
+      expectedMs: this.opts.expectedMs,
     })
     for (const ev of ['tick', 'ack', 'refuse', 'locked']) this.client.on(ev, (e) => this.emit(ev, e))
     this.client.on('end', (s: SessionSummary) => this.onClientEnd(s))

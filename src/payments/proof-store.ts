@@ -134,8 +134,14 @@ export interface StoreTotals {
 /** Unchanging per process: tells this process's operations and locks from a dead one's with the same pid. */
 const PROCESS_TOKEN = randomBytes(8).toString('hex')
 
-/** Spent records older than this are dropped; the mint remembers spent secrets forever anyway. */
-const SPENT_RETENTION_MS = 90 * 24 * 3600 * 1000
+const DAY_MS = 24 * 3600 * 1000
+/** see prune() */
+const SPENT_RETENTION_MS = DAY_MS
+const RECEIVED_RETENTION_MS = 30 * DAY_MS
+const MAX_SPENT_RECORDS = 10_000
+/** tokens handed out by send, kept so a lost one can be taken back */
+const SENT_RETENTION_MS = 90 * DAY_MS
+const MAX_SENT_TOKENS = 1_000
 
 export function processStartTime(pid: number): string | undefined {
   try {
@@ -352,10 +358,24 @@ function safeOwner(text: string): { pid: number; start?: string; token: string }
   }
 }
 
+/**
+ * Keep the file small: a customer paying one proof per tick would otherwise
+ * grow it without bound. Spent records serve only to recognise a token received
+ * before (kept a month) and for diagnostics (kept a day); the mint itself
+ * remembers every spent secret, so dropping them risks nothing.
+ */
 function prune(file: WalletFile): void {
-  const cutoff = Date.now() - SPENT_RETENTION_MS
-  if (file.proofs.some((p) => p.state === 'spent' && (p.spentAt ?? 0) < cutoff)) {
+  const now = Date.now()
+  const keep = (p: StoredProof) =>
+    p.state !== 'spent' || now - (p.spentAt ?? 0) < (p.spentBy === 'received' ? RECEIVED_RETENTION_MS : SPENT_RETENTION_MS)
+  if (!file.proofs.every(keep)) file.proofs = file.proofs.filter(keep)
+  const spent = file.proofs.filter((p) => p.state === 'spent')
+  if (spent.length > MAX_SPENT_RECORDS) {
+    const cutoff = spent.map((p) => p.spentAt ?? 0).sort((a, b) => b - a)[MAX_SPENT_RECORDS - 1]!
     file.proofs = file.proofs.filter((p) => p.state !== 'spent' || (p.spentAt ?? 0) >= cutoff)
+  }
+  if (file.sent.length > MAX_SENT_TOKENS || file.sent.some((t) => now - t.at > SENT_RETENTION_MS)) {
+    file.sent = file.sent.filter((t) => now - t.at <= SENT_RETENTION_MS).slice(-MAX_SENT_TOKENS)
   }
 }
 

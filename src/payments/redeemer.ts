@@ -270,9 +270,12 @@ export class Redeemer {
     this.#sinceLast.set(mint, 0)
     try {
       for (const j of store.pendingRedeems(mint)) await this.#resolveJournal(j, report)
+      // Only what is held now: ticks arriving during the swap wait for the
+      // next trigger, else a steady trickle would mean a swap per few ticks.
+      const todo = new Set(store.held({ mintUrl: mint }).map((e) => e.y))
       let retriedAfterLoss = false
       for (;;) {
-        const held = store.held({ mintUrl: mint })
+        const held = store.held({ mintUrl: mint }).filter((e) => todo.has(e.y))
         if (held.length === 0) break
         const outcome = await this.#swapBatch(mint, held.slice(0, this.#o.maxInputsPerSwap), report)
         if (outcome === 'done') continue

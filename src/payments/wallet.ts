@@ -20,6 +20,7 @@ import { randomBytes } from 'node:crypto'
 import {
   MeltQuoteState,
   MintQuoteState,
+  NetworkError,
   type MintKeys,
   type PartialMeltQuoteResponse,
   type Proof,
@@ -305,14 +306,21 @@ export class Wallet {
   async recover(): Promise<RecoveryReport> {
     const file = await this.store.refresh()
     const report: RecoveryReport = { resolved: 0, unsettled: 0 }
+    let unreachable = false
     for (const op of file.ops) {
       const mine = op.owner.instance === this.instance && op.owner.token === this.owner().token
       if (mine ? this.running.has(op.id) : ownerAlive(op.owner)) continue
+      if (unreachable) {
+        report.unsettled++
+        continue
+      }
       try {
         if (await this.recoverOp(op)) report.resolved++
         else report.unsettled++
       } catch (err) {
         report.unsettled++
+        // one timeout is enough: do not make `balance` wait once per operation
+        unreachable = err instanceof NetworkError
         this.log(`could not settle interrupted ${op.kind} ${op.id} yet: ${describeMintError(err)}; it stays pending and is retried on the next start`)
       }
     }
@@ -559,7 +567,10 @@ export class Wallet {
     }
     const what = describeMintError(err)
     if (settled) return new Error(what)
-    const amount = op.kind === 'mint' ? op.amount : sumAmounts(op.outputs)
+    const amount =
+      op.kind === 'mint'
+        ? op.amount
+        : sumAmounts(this.store.data.proofs.filter((p) => p.op === op.id).map((p) => p.proof)) + (op.kind === 'swap' ? sumAmounts(op.foreign) : 0)
     return new Error(
       `${what}. The outcome is not known yet: the ${amount} sats involved stay pending in the journal and are settled automatically on the next wallet start`,
     )

@@ -1,6 +1,6 @@
 import Groq from 'groq-sdk'
 import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'groq-sdk/resources/chat/completions'
-import { isAbortError, networkReason, safeUrl } from './net.js'
+import { isAbortError, isUnreachable, networkReason, safeUrl } from './net.js'
 import { defineParams, enumParam, integerParam, numberParam, stringParam, type ParamSpec } from './params.js'
 import { jobText, type Chunk, type Job, type Processor, type ProcessorInfo } from './types.js'
 
@@ -173,7 +173,8 @@ export class GroqProcessor implements Processor {
     if (status) return `Groq answered ${status} for model "${model}": ${groqMessage(err)}`
     if (err instanceof Error && (err.name === 'APIConnectionError' || err.name === 'APIConnectionTimeoutError' || err instanceof TypeError)) {
       const why = networkReason((err as { cause?: unknown }).cause ?? err)
-      return midReply ? `the connection to Groq broke mid-reply (${why})` : `cannot reach Groq at ${safeUrl(this.baseURL)} (${why})`
+      if (!midReply && isUnreachable(why)) return `cannot reach Groq at ${safeUrl(this.baseURL)} (${why})`
+      return `the connection to Groq broke ${midReply ? 'mid-reply' : 'before the reply started'} (${why})`
     }
     // `data: {"error": …}` inside the stream, or a cut stream.
     return `Groq failed while generating with model "${model}": ${groqMessage(err)}`

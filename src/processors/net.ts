@@ -17,6 +17,11 @@ export function networkReason(err: unknown): string {
   return e instanceof Error ? e.message : String(e)
 }
 
+/** Reasons that mean nothing answered at all, as opposed to a connection that broke. */
+export function isUnreachable(reason: string): boolean {
+  return /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|UND_ERR_CONNECT_TIMEOUT)$/.test(reason)
+}
+
 /** True for the errors fetch and the SDKs raise when a request was aborted on purpose. */
 export function isAbortError(err: unknown): boolean {
   return err instanceof Error && (err.name === 'AbortError' || err.name === 'APIUserAbortError' || err.name === 'TimeoutError')

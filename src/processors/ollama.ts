@@ -1,5 +1,5 @@
 import { Ollama, type Message, type Options } from 'ollama'
-import { fetchWithSignal, fetchWithTimeout, isAbortError, networkReason } from './net.js'
+import { fetchWithSignal, fetchWithTimeout, isAbortError, isUnreachable, networkReason } from './net.js'
 import { defineParams, enumParam, integerParam, numberParam, stringParam, type ParamSpec } from './params.js'
 import { jobText, type Chunk, type Job, type Processor, type ProcessorInfo } from './types.js'
 
@@ -156,9 +156,9 @@ export class OllamaProcessor implements Processor {
       return `Ollama at ${this.host} refused the job for model "${model}" (${status}: ${err.message})${hint}`
     }
     if (err instanceof TypeError) {
-      return midReply
-        ? `the connection to Ollama at ${this.host} broke mid-reply (${networkReason(err)})`
-        : `cannot reach Ollama at ${this.host} (${networkReason(err)}); is \`ollama serve\` running?`
+      const why = networkReason(err)
+      if (!midReply && isUnreachable(why)) return `cannot reach Ollama at ${this.host} (${why}); is \`ollama serve\` running?`
+      return `the connection to Ollama at ${this.host} broke ${midReply ? 'mid-reply' : 'before the reply started'} (${why})`
     }
     const msg = err instanceof Error ? err.message : String(err)
     if (/did not receive done/i.test(msg)) return `Ollama's reply from model "${model}" ended before it was complete`

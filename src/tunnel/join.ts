@@ -11,6 +11,11 @@ import { abortStream } from './abort.js'
  * @param onClose called once, when both directions are done or one failed.
  */
 export function joinStreams(a: Duplex, b: Duplex, onClose?: (err?: Error) => void): void {
+  // pipeline() removes its listeners once a direction is done; a reset that
+  // arrives after that must not become an uncaught 'error' that kills the
+  // process. Failures while piping still reach `done` through pipeline.
+  a.on('error', ignore)
+  b.on('error', ignore)
   let pending = 2
   let failed: Error | undefined
   const done = (err?: Error | null): void => {
@@ -30,3 +35,5 @@ export function joinStreams(a: Duplex, b: Duplex, onClose?: (err?: Error) => voi
   pipeline(a, b, done)
   pipeline(b, a, done)
 }
+
+function ignore(): void {}

@@ -10,6 +10,8 @@ export interface ProcOptions {
   env?: NodeJS.ProcessEnv
   /** The process is SIGKILLed after this long, whatever it is doing (default 30 s). */
   timeoutMs?: number
+  /** give the child a stdin pipe to type into with `write()` */
+  stdin?: boolean
 }
 
 export interface ProcExit {
@@ -32,7 +34,7 @@ export class Proc {
     this.child = spawn(command, args, {
       cwd: options.cwd ?? PROJECT_ROOT,
       env: options.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
       // Own process group, so a kill also reaches whatever the command spawned.
       detached: true,
     })
@@ -55,6 +57,11 @@ export class Proc {
     }, options.timeoutMs ?? 30_000)
     this.timer.unref()
     process.on('exit', this.onParentExit)
+  }
+
+  /** Type into the child's stdin (spawned with `stdin: true`). */
+  write(text: string): void {
+    this.child.stdin?.write(text)
   }
 
   get pid(): number | undefined {
