@@ -45,7 +45,8 @@ interface LoadReport {
 async function loadGenerator(): Promise<void> {
   const crypto = await loadNostrCrypto()
   const sk = generateSecretKey()
-  const created = nowSeconds()
+  // Signing takes seconds and the provider only takes requests from after it started.
+  const created = nowSeconds() + 60
   const frames: string[] = []
   for (let i = 0; i < REQUESTS; i++) {
     const ev = crypto.sign(buildJobRequest({ kind: KIND, inputs: [{ type: 'text', value: `request number ${i}` }] }, created), sk)
@@ -117,7 +118,10 @@ async function throughput(): Promise<void> {
   const cpu0 = process.cpuUsage()
   const done = new Promise<LoadReport>((resolve) => child.on('message', (m: { type: string; report: LoadReport }) => m.type === 'done' && resolve(m.report)))
   await service.start()
-  const report = await done
+  const report = await Promise.race([
+    done,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`not all results within 120 s (provider saw ${pool.stats.verified} requests, dropped ${pool.stats.invalid})`)), 120_000)),
+  ])
   const cpu = process.cpuUsage(cpu0)
   const seconds = (report.lastResultAt - report.firstSentAt) / 1000
   console.log(`throughput (one provider process, ${crypto.backend} signatures, echo processor)`)

@@ -194,6 +194,18 @@ describe('proof store', () => {
     await expect(store.update(() => undefined)).rejects.toThrow(/is busy: process 1 holds its lock/)
   })
 
+  it('drops old spent records (the file must not grow with every tick) but remembers received tokens longer', async () => {
+    const store = await ProofStore.open(tempDir(), mint)
+    const day = 24 * 3600 * 1000
+    await store.update((d) => {
+      d.proofs.push({ proof: p(1), state: 'spent', spentBy: 'paid', spentAt: Date.now() - 2 * day, addedAt: 0 })
+      d.proofs.push({ proof: p(2), state: 'spent', spentBy: 'received', spentAt: Date.now() - 2 * day, addedAt: 0 })
+      d.proofs.push({ proof: p(3), state: 'spent', spentBy: 'paid', spentAt: Date.now(), addedAt: 0 })
+      d.proofs.push({ proof: p(4), state: 'unspent', addedAt: 0 })
+    })
+    expect(store.data.proofs.map((x) => x.proof.secret).sort()).toEqual(['s2', 's3', 's4'])
+  })
+
   it('refuses a damaged file and leaves it untouched', async () => {
     const dir = tempDir()
     const path = storePath(dir, mint)

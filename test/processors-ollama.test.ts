@@ -143,7 +143,7 @@ describe('ollama processor against a fake Ollama speaking its wire format', () =
   it("fails the job with Ollama's own error for an unknown model", async () => {
     const p = new OllamaProcessor({ host: fake.host, model: 'llama3.2:latest' })
     const msg = await failure(collect(p.run(job('hi', { model: 'nope' }), new AbortController().signal)))
-    expect(msg).toContain(`refused the job for model "nope" (404: model 'nope' not found)`)
+    expect(msg).toBe(`Ollama refused the job for model "nope" (404: model 'nope' not found); the skill lists the installed models`)
   })
 
   it('fails the job when Ollama reports an error mid-stream, keeping what came before', async () => {
@@ -159,7 +159,13 @@ describe('ollama processor against a fake Ollama speaking its wire format', () =
     fake.script = { tokens: DEFAULT_TOKENS, cutAfter: 2, delayMs: 20 }
     const p = new OllamaProcessor({ host: fake.host, model: 'llama3.2:latest' })
     const msg = await failure(collect(p.run(job('hi'), new AbortController().signal)))
-    expect(msg).toMatch(/^the connection to Ollama at http:\/\/127\.0\.0\.1:\d+ broke mid-reply/)
+    expect(msg).toMatch(/^the connection to Ollama broke mid-reply \(/)
+  })
+
+  it('says the connection broke (not that Ollama is down) when it closes before the first token', async () => {
+    fake.script = { tokens: DEFAULT_TOKENS, cutAfter: 0 }
+    const p = new OllamaProcessor({ host: fake.host, model: 'llama3.2:latest' })
+    expect(await failure(collect(p.run(job('hi'), new AbortController().signal)))).toMatch(/^the connection to Ollama broke (before the reply started|mid-reply) \(/)
   })
 
   it('fails the job when the stream ends without its done record', async () => {

@@ -59,10 +59,10 @@ describe.skipIf(!available && !inCI)('Chromium through the tunnel', () => {
     const page = await context.newPage()
     const response = await page.goto(rig.url + '/', { waitUntil: 'load', timeout: 20_000 })
     expect(response?.status()).toBe(200)
-    await page.waitForFunction(() => (window as unknown as { __done?: boolean }).__done === true, undefined, { timeout: 30_000 })
-    const error = await page.evaluate(() => (window as unknown as { __error?: string }).__error)
+    await page.waitForFunction(() => (globalThis as unknown as { __done?: boolean }).__done === true, undefined, { timeout: 30_000 })
+    const error = await page.evaluate(() => (globalThis as unknown as { __error?: string }).__error)
     expect(error).toBeUndefined()
-    const r = (await page.evaluate(() => (window as unknown as { __results: unknown }).__results)) as PageResults
+    const r = (await page.evaluate(() => (globalThis as unknown as { __results: unknown }).__results)) as PageResults
 
     expect(await page.title()).toBe('tunnel test page')
     expect(r.h1Color).toBe('rgb(12, 34, 56)') // the stylesheet applied

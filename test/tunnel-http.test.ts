@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto'
 import http from 'node:http'
+import net from 'node:net'
 import { pipeline } from 'node:stream/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
@@ -261,6 +262,33 @@ describe('tunnel over TCP socket pairs', () => {
 })
 
 describe('local proxy', () => {
+  it('opens no stream for a connection that never sends a request', async () => {
+    const before = rig.streamsOpened()
+    const s = net.connect({ port: rig.port, host: '127.0.0.1' })
+    await new Promise((resolve) => s.once('connect', resolve))
+    s.end()
+    await new Promise((resolve) => s.once('close', resolve))
+    await waitFor(() => rig.proxy.connectionCount() === 0, 2_000)
+    expect(rig.streamsOpened()).toBe(before)
+  })
+
+  it('answers a client that half-closes right after its request', async () => {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const s = net.connect({ port: rig.port, host: '127.0.0.1', allowHalfOpen: true })
+      const chunks: Buffer[] = []
+      s.on('data', (c: Buffer) => chunks.push(c))
+      s.once('end', () => {
+        s.destroy()
+        resolve(Buffer.concat(chunks).toString())
+      })
+      s.once('error', reject)
+      s.end('GET /echo?id=half HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n')
+    })
+    expect(answer).toMatch(/^HTTP\/1\.1 200/)
+    expect(answer).toContain('"id":"half"')
+  })
+
+
   it('binds 127.0.0.1 by default and reports the port it picked', async () => {
     expect(rig.proxy.host).toBe('127.0.0.1')
     expect(rig.proxy.port).toBeGreaterThan(0)

@@ -131,6 +131,10 @@ describe('SSRF: nothing leaves the origin', () => {
     }
     const protoRelative = await request(`${rig.url}/redirect?to=${encodeURIComponent(`//${F()}/x`)}`, { agent: false })
     expect(protoRelative.status).toBe(502)
+    // A 201's Location is not followed by browsers: the response stays, the foreign Location goes.
+    const created = await request(`${rig.url}/redirect?status=201&to=${encodeURIComponent(`http://${F()}/new`)}`, { agent: false })
+    expect(created.status).toBe(201)
+    expect(created.headers.location).toBeUndefined()
     expect(forbidden.connections()).toBe(0)
   })
 

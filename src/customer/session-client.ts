@@ -142,13 +142,22 @@ export class SessionClient extends EventEmitter {
     schedule()
   }
 
-  /** Lock the next batch if we are about to run out. One swap per batch, never beyond the budget. */
-  private async ensureProofs(): Promise<void> {
-    if (this.unsent.length > 0) return
+  /** How many proofs the next swap locks: never past the budget, small at first so the first tick goes out fast. */
+  private nextBatchSize(): number {
+    const accept = this.accept!
+    const remaining = this.opts.budget - this.lockedTotal
+    const base = this.opts.batchTicks ?? defaultBatch(accept, this.opts.mode)
+    let size = this.lockedTotal === 0 ? Math.min(base, FIRST_BATCH) : base
+    if (this.opts.expectedMs) size = Math.min(size, Math.ceil(this.opts.expectedMs / accept.tickMs) + 1 - this.lockedTotal)
+    // with proofs all sent and budget left, lock at least one whatever the estimate said
+    return Math.min(remaining, Math.max(size, this.unsent.length === 0 ? 1 : 0))
+  }
+
+  /** One swap locking the next batch to the provider; concurrent callers share it. */
+  private lockNext(): Promise<void> {
     this.locking ??= (async () => {
       const accept = this.accept!
-      const expected = this.opts.expectedMs ? Math.ceil(this.opts.expectedMs / accept.tickMs) + 1 - this.sent : Infinity
-      const want = Math.min(this.opts.batchTicks ?? defaultBatch(accept, this.opts.mode), this.budgetLeft, Math.max(1, expected))
+      const want = this.nextBatchSize()
       if (want <= 0) return
       const lockSeconds = this.opts.lockSeconds ?? 20 * 60
       const locktime = Math.max(Math.ceil(Date.now() / 1000) + lockSeconds, accept.minLocktime)
@@ -158,7 +167,16 @@ export class SessionClient extends EventEmitter {
       this.locktime = Math.max(this.locktime, locktime)
       this.emit('locked', { count: proofs.length, locktime })
     })().finally(() => (this.locking = null))
-    await this.locking
+    return this.locking
+  }
+
+  /** Have a proof ready to send, and lock the next batch in the background before this one runs out. */
+  private async ensureProofs(): Promise<void> {
+    if (this.unsent.length === 0) await this.lockNext()
+    const lowWater = Math.max(2, Math.ceil(5_000 / this.accept!.tickMs))
+    if (this.unsent.length <= lowWater && !this.locking && this.lockedTotal < this.opts.budget) {
+      this.lockNext().catch((err: Error) => this.emit('lock-error', { error: err.message }))
+    }
   }
 
   /** Send one 1-sat proof; resolves true when acknowledged, false when refused. */
@@ -288,8 +306,13 @@ export class SessionClient extends EventEmitter {
   }
 }
 
+/** proofs in the first swap of a session: enough to start, quick to make */
+const FIRST_BATCH = 8
+const MAX_BATCH = 100
+
 function defaultBatch(accept: MessageOf<'accept'>, mode: 'session' | 'job'): number {
-  // about a minute of session time, or 10 payments of job output: small leftovers, few swaps
+  // about a minute of session time (at most MAX_BATCH, a swap well under a second),
+  // or 10 payments of job output: small leftovers, few swaps
   const n = mode === 'session' ? Math.ceil(60_000 / accept.tickMs) : 10
-  return Math.max(1, Math.min(n, 1000))
+  return Math.max(1, Math.min(n, MAX_BATCH))
 }

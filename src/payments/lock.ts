@@ -1,7 +1,10 @@
 /**
  * Building blocks for outputs the wallet creates itself: blinded messages for
- * plain and NUT-11 P2PK secrets, the Y point used by NUT-07 state checks, and
- * refund-path signatures.
+ * plain and NUT-11 P2PK secrets (NUT-00 blinding), unblinding that keeps the
+ * NUT-12 DLEQ proof with its blinding factor, the Y point NUT-07/NUT-09 use,
+ * and refund-path signatures. The wallet makes its outputs itself (rather than
+ * letting cashu-ts do it inside a request) so their secrets and blinding
+ * factors can be journaled before the mint sees them.
  *
  * Why not cashu-ts's OutputData.createP2PKData: it writes `locktime` as a JSON
  * number. NUT-10 tags are string arrays, and nutshell (pydantic, List[List[str]])

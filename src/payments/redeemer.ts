@@ -285,6 +285,9 @@ export class Redeemer {
           retriedAfterLoss = true
           continue
         }
+        // Perhaps the mint rotated its keyset and refuses outputs in the old
+        // one: a (rate-limited) key refresh lets the next attempt use the new.
+        await this.#o.keys.refresh(mint).catch(() => false)
         throw new RetryLaterError(report.error ?? `mint ${mint} refused the swap`)
       }
       this.#backoff.delete(mint)

@@ -66,7 +66,7 @@ export function isRejection(err: unknown): boolean {
 }
 
 export function describeMintError(err: unknown): string {
-  if (err instanceof MintOperationError) return `the mint refused: ${err.message} (code ${err.code})`
+  if (err instanceof MintOperationError) return `the mint refused: ${err.message.replace(/\.$/, '')}${err.code ? ` (code ${err.code})` : ''}`
   return err instanceof Error ? err.message : String(err)
 }
 

@@ -39,7 +39,6 @@ import {
   type Operation,
   type OpOwner,
   type ProofState,
-  type SpentReason,
   type StoredProof,
   type SwapOp,
   type SwapPurpose,
@@ -56,6 +55,7 @@ import {
   unblind,
   withWitness,
 } from './lock.js'
+import { StoreConflict, asInput, dropOp, exactSubset, indexBySecret, journal, markSpent, pickInputs, revert, settle } from './wallet-ledger.js'
 import { decodeToken, encodeToken, normalizeMintUrl, sameMint, sumAmounts } from './token.js'
 import { MintConnection, describeMintError, isRejection, splitAmount } from './wallet-mint.js'
 
@@ -154,9 +154,6 @@ export interface RecoveryReport {
   unsettled: number
 }
 
-/** Raised when another process changed the store between planning and journaling. */
-class StoreConflict extends Error {}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 function assertAmount(amount: number, what = 'amount'): void {
@@ -169,48 +166,6 @@ function bitLength(n: number): number {
 
 function serialize(outputs: ReadonlyArray<JournalOutput>): SerializedBlindedMessage[] {
   return outputs.map((o) => ({ amount: o.amount, id: o.id, B_: o.B_ }))
-}
-
-/** What the mint needs of an input: no DLEQ (ours alone), witness only where one is required. */
-function asInput(p: Proof): Proof {
-  return { id: p.id, amount: p.amount, secret: p.secret, C: p.C, ...(p.witness ? { witness: p.witness } : {}) }
-}
-
-/**
- * Inputs covering `target`: the smallest single proof that covers what is still
- * missing, else the largest one and go on. Keeps input count (and fees) low.
- */
-function pickInputs(pool: ReadonlyArray<Proof>, target: number): Proof[] | undefined {
-  const sorted = [...pool].sort((a, b) => a.amount - b.amount)
-  const chosen: Proof[] = []
-  let missing = target
-  while (missing > 0) {
-    const idx = sorted.findIndex((p) => p.amount >= missing)
-    const take = idx >= 0 ? sorted.splice(idx, 1)[0] : sorted.pop()
-    if (!take) return undefined
-    chosen.push(take)
-    missing -= take.amount
-  }
-  return chosen
-}
-
-/** Proofs that add up to exactly `amount`, if the greedy largest-first pass finds them. */
-function exactSubset(pool: ReadonlyArray<Proof>, amount: number): Proof[] | undefined {
-  const sorted = [...pool].sort((a, b) => b.amount - a.amount)
-  const chosen: Proof[] = []
-  let rest = amount
-  for (const p of sorted) {
-    if (p.amount <= rest) {
-      chosen.push(p)
-      rest -= p.amount
-      if (rest === 0) return chosen
-    }
-  }
-  return undefined
-}
-
-function indexBySecret(file: WalletFile): Map<string, StoredProof> {
-  return new Map(file.proofs.map((p) => [p.proof.secret, p]))
 }
 
 interface SwapPlan {
@@ -338,7 +293,7 @@ export class Wallet {
     const sigs = await this.mint.restore(serialize(op.outputs))
     if (sigs.size > 0) {
       const proofs = await this.unblindAll(op.outputs, sigs)
-      await this.store.update((d) => this.settle(d, op, proofs, { recovered: true }))
+      await this.store.update((d) => settle(d, op, proofs, { recovered: true }))
       this.log(`recovered interrupted ${op.purpose} ${op.id}: ${sumAmounts(proofs.filter((p): p is Proof => !!p))} sats of new proofs`)
       return true
     }
@@ -346,7 +301,7 @@ export class Wallet {
     const states = await this.mint.states(secrets)
     if ([...states.values()].includes('PENDING')) return false
     const spent = new Set(secrets.filter((s) => states.get(s) === 'SPENT'))
-    await this.store.update((d) => this.revert(d, op, spent))
+    await this.store.update((d) => revert(d, op, spent))
     this.log(
       spent.size === 0
         ? `interrupted ${op.purpose} ${op.id} never reached the mint; its inputs are spendable again`
@@ -359,7 +314,7 @@ export class Wallet {
     const sigs = await this.mint.restore(serialize(op.outputs))
     if (sigs.size > 0) {
       const proofs = await this.unblindAll(op.outputs, sigs)
-      await this.store.update((d) => this.settle(d, op, proofs, { recovered: true }))
+      await this.store.update((d) => settle(d, op, proofs, { recovered: true }))
       this.log(`recovered ${op.amount} sats minted for quote ${op.quote}`)
       return true
     }
@@ -371,7 +326,7 @@ export class Wallet {
     }
     const expired = op.expiry !== null && op.expiry * 1000 < Date.now()
     if (quote.state === MintQuoteState.ISSUED || expired) {
-      await this.store.update((d) => this.dropOp(d, op.id))
+      await this.store.update((d) => dropOp(d, op.id))
       this.log(
         quote.state === MintQuoteState.ISSUED
           ? `quote ${op.quote} was issued to other outputs; dropping it`
@@ -388,106 +343,16 @@ export class Wallet {
     if (quote.state === MeltQuoteState.PAID) {
       const sigs = await this.mint.restore(serialize(op.outputs))
       const proofs = await this.unblindAll(op.outputs, sigs)
-      await this.store.update((d) => this.settle(d, op, proofs, { recovered: true }))
+      await this.store.update((d) => settle(d, op, proofs, { recovered: true }))
       this.log(`melt ${op.quote} was paid; ${sumAmounts(proofs.filter((p): p is Proof => !!p))} sats of change recovered`)
       return true
     }
     const states = await this.mint.states(op.inputs)
     if ([...states.values()].includes('PENDING')) return false
     const spent = new Set(op.inputs.filter((s) => states.get(s) === 'SPENT'))
-    await this.store.update((d) => this.revert(d, op, spent))
+    await this.store.update((d) => revert(d, op, spent))
     this.log(`melt ${op.quote} was not paid; its inputs are spendable again`)
     return true
-  }
-
-  // ---------------------------------------------------------- store changes
-
-  /** Journal an operation: inputs go pending, the op with all output secrets is written. */
-  private journal(d: WalletFile, op: Operation, inputs: ReadonlyArray<Proof>, from: ReadonlyArray<ProofState>): void {
-    const index = indexBySecret(d)
-    for (const p of inputs) {
-      const rec = index.get(p.secret)
-      if (!rec || !from.includes(rec.state) || (rec.state !== 'unspent' && rec.state !== 'locked')) {
-        throw new StoreConflict(`proof ${p.secret.slice(0, 12)}… is no longer available`)
-      }
-      rec.was = rec.state
-      rec.state = 'pending'
-      rec.op = op.id
-    }
-    if (op.kind === 'swap' && op.foreign.length > 0) {
-      const busy = new Set(d.ops.flatMap((o) => (o.kind === 'swap' ? o.foreign.map((p) => p.secret) : [])))
-      if (op.foreign.some((p) => busy.has(p.secret))) {
-        throw new Error('this token is being received right now by another command; wait for it to finish')
-      }
-    }
-    d.ops.push(op)
-  }
-
-  /**
-   * Settle an operation the mint carried out: new proofs in, inputs out, op
-   * gone, all in one write. Idempotent per secret, so settling twice adds nothing twice.
-   * `proofs[i]` belongs to `op.outputs[i]` (undefined: the mint did not sign it).
-   */
-  private settle(d: WalletFile, op: Operation, proofs: ReadonlyArray<Proof | undefined>, mode: { recovered: boolean }): void {
-    const now = Date.now()
-    const index = indexBySecret(d)
-    const reason: SpentReason =
-      op.kind === 'melt' ? 'melted' : op.kind === 'swap' && op.purpose === 'reclaim' ? 'reclaimed' : 'swapped'
-    const inputs = op.kind === 'mint' ? [] : op.inputs
-    for (const secret of inputs) {
-      const rec = index.get(secret)
-      if (!rec) continue
-      markSpent(rec, reason, now)
-    }
-    if (op.kind === 'swap') {
-      for (const p of op.foreign) {
-        const rec = index.get(p.secret)
-        if (rec) markSpent(rec, 'received', now)
-        else {
-          const added: StoredProof = { proof: asInput(p), state: 'spent', addedAt: now, spentAt: now, spentBy: 'received' }
-          d.proofs.push(added)
-          index.set(p.secret, added)
-        }
-      }
-    }
-    op.outputs.forEach((o, i) => {
-      const proof = proofs[i]
-      if (!proof || index.has(proof.secret)) return
-      const rec: StoredProof = { proof, state: 'unspent', addedAt: now }
-      if (o.role === 'locked' && o.lock) {
-        rec.state = 'locked'
-        rec.lock = o.lock
-      } else if (o.role === 'send' && !mode.recovered) {
-        // handed out in the token this settlement records; after a crash the
-        // token never reached anyone, so recovered send outputs stay ours
-        markSpent(rec, 'sent', now)
-      }
-      d.proofs.push(rec)
-      index.set(proof.secret, rec)
-    })
-    d.ops = d.ops.filter((x) => x.id !== op.id)
-  }
-
-  /** Undo the journal of an operation the mint did not carry out; inputs it reports spent stay spent. */
-  private revert(d: WalletFile, op: Operation, spentElsewhere: ReadonlySet<string>): void {
-    const now = Date.now()
-    const index = indexBySecret(d)
-    const inputs = op.kind === 'mint' ? [] : op.inputs
-    for (const secret of inputs) {
-      const rec = index.get(secret)
-      if (!rec || rec.state !== 'pending' || rec.op !== op.id) continue
-      if (spentElsewhere.has(secret)) markSpent(rec, 'spent-elsewhere', now)
-      else {
-        rec.state = rec.was ?? 'unspent'
-        delete rec.op
-        delete rec.was
-      }
-    }
-    d.ops = d.ops.filter((x) => x.id !== op.id)
-  }
-
-  private dropOp(d: WalletFile, id: string): void {
-    d.ops = d.ops.filter((x) => x.id !== id)
   }
 
   private async unblindAll(outputs: ReadonlyArray<JournalOutput>, sigs: Map<string, SerializedBlindedSignature> | ReadonlyArray<SerializedBlindedSignature | undefined>): Promise<Array<Proof | undefined>> {
@@ -523,7 +388,7 @@ export class Wallet {
     const from = plan.from ?? ['unspent']
     this.running.add(op.id)
     try {
-      await this.store.update((d) => this.journal(d, op, plan.inputs, from))
+      await this.store.update((d) => journal(d, op, plan.inputs, from))
       await this.hooks.beforeMintCall?.(op)
       const sign = plan.sign ?? ((p: Proof) => p)
       const inputs = [...plan.inputs, ...(plan.foreign ?? [])].map((p) => asInput(sign(p)))
@@ -544,7 +409,7 @@ export class Wallet {
       }
       const proofs = await this.unblindAll(op.outputs, signatures)
       await this.store.update((d) => {
-        this.settle(d, op, proofs, { recovered: false })
+        settle(d, op, proofs, { recovered: false })
         plan.onSettle?.(d, proofs)
       })
       return proofs as Proof[]
@@ -673,7 +538,9 @@ export class Wallet {
     assertAmount(amount)
     const keyset = await this.mint.activeKeyset()
     const keys = await this.mint.keys(keyset.id)
-    const quote = await this.mint.api.createMintQuote({ unit: 'sat', amount })
+    const quote = await this.mint.api.createMintQuote({ unit: 'sat', amount }).catch((err: unknown) => {
+      throw new Error(`the mint would not issue an invoice for ${amount} sats: ${describeMintError(err)}`)
+    })
     const op: MintOp = {
       kind: 'mint',
       id: this.newId(),
@@ -728,7 +595,7 @@ export class Wallet {
     }
     await this.hooks.afterMintCall?.(op)
     const proofs = await this.unblindAll(op.outputs, signatures)
-    await this.store.update((d) => this.settle(d, op, proofs, { recovered: false }))
+    await this.store.update((d) => settle(d, op, proofs, { recovered: false }))
   }
 
   /**
@@ -829,7 +696,9 @@ export class Wallet {
   async melt(bolt11: string): Promise<MeltResult> {
     const request = bolt11.trim().replace(/^lightning:/i, '')
     if (!/^ln(bc|tb|bcrt|tbs|sb)[0-9a-z]+$/i.test(request)) throw new Error('that is not a bolt11 invoice (it should start with lnbc, lntb or lnbcrt)')
-    const quote = await this.mint.api.createMeltQuote({ unit: 'sat', request })
+    const quote = await this.mint.api.createMeltQuote({ unit: 'sat', request }).catch((err: unknown) => {
+      throw new Error(`the mint would not quote this invoice: ${describeMintError(err)}`)
+    })
     return this.retryOnConflict(async () => {
       const { inputs, total, fee } = await this.selectInputs(quote.amount + quote.fee_reserve)
       const keyset = await this.mint.activeKeyset()
@@ -849,7 +718,7 @@ export class Wallet {
       }
       this.running.add(op.id)
       try {
-        await this.store.update((d) => this.journal(d, op, inputs, ['unspent']))
+        await this.store.update((d) => journal(d, op, inputs, ['unspent']))
         await this.hooks.beforeMintCall?.(op)
         let res: PartialMeltQuoteResponse
         try {
@@ -863,7 +732,7 @@ export class Wallet {
         await this.hooks.afterMintCall?.(op)
         if (res.state === MeltQuoteState.PAID) {
           const change = await this.unblindAll(outputs, res.change?.length ? res.change : await this.mint.restore(serialize(outputs)))
-          await this.store.update((d) => this.settle(d, op, change, { recovered: false }))
+          await this.store.update((d) => settle(d, op, change, { recovered: false }))
           const changeTotal = sumAmounts(change.filter((p): p is Proof => !!p))
           return {
             paid: true,
@@ -1042,12 +911,4 @@ export class Wallet {
     }
     return result
   }
-}
-
-function markSpent(rec: StoredProof, reason: SpentReason, at: number): void {
-  rec.state = 'spent'
-  rec.spentBy = reason
-  rec.spentAt = at
-  delete rec.op
-  delete rec.was
 }

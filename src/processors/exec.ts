@@ -252,13 +252,13 @@ export class ExecProcessor implements Processor {
         for (const line of lines.push(r.value)) yield line
       }
       if (cause === 'abort' || signal.aborted) return
-      if (cause === 'timeout') throw new Error(`exec: ${name} did not finish within ${Math.round(timeoutMs / 1000)} s and was stopped`)
+      if (cause === 'timeout') throw new Error(`exec: ${name} did not finish within ${duration(timeoutMs)} and was stopped`)
       if (cause === 'cap') throw new Error(`exec: ${name} wrote more than ${cap} bytes of output and was stopped`)
       if (cause === 'shutdown') throw new Error(`exec: ${name} was stopped because the provider is shutting down`)
       for (const line of lines.end()) yield line
       const end = await Promise.race([exited, stopped])
       if (end === 'stopped') return
-      if (end.error) throw new Error(`exec: cannot run ${exe}: ${end.error.message}`)
+      if (end.error) throw new Error(`exec: cannot run ${name} (${(end.error as NodeJS.ErrnoException).code ?? end.error.message})`)
       const said = stderr.text()
       if (end.signal) throw new Error(`exec: ${name} was killed by ${end.signal}${said ? `; stderr: ${said}` : ''}`)
       if (end.code !== 0) throw new Error(`exec: ${name} exited with code ${end.code}${said ? `; stderr: ${said}` : ' and wrote nothing to stderr'}`)
@@ -279,6 +279,10 @@ export class ExecProcessor implements Processor {
       if (this.running.size === 0) process.off('exit', this.onParentExit)
     })
   }
+}
+
+function duration(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`
 }
 
 /** Signal a whole process group; a group that is already gone is fine. */

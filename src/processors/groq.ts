@@ -165,6 +165,7 @@ export class GroqProcessor implements Processor {
     }
   }
 
+  /** A job's failure reaches the customer: it names no address or key, only what went wrong. */
   private explain(err: unknown, model: string, midReply: boolean): string {
     const status = (err as { status?: number }).status
     if (status === 401 || status === 403) return `Groq rejected the API key (${status}: ${groqMessage(err)})`
@@ -173,7 +174,7 @@ export class GroqProcessor implements Processor {
     if (status) return `Groq answered ${status} for model "${model}": ${groqMessage(err)}`
     if (err instanceof Error && (err.name === 'APIConnectionError' || err.name === 'APIConnectionTimeoutError' || err instanceof TypeError)) {
       const why = networkReason((err as { cause?: unknown }).cause ?? err)
-      if (!midReply && isUnreachable(why)) return `cannot reach Groq at ${safeUrl(this.baseURL)} (${why})`
+      if (!midReply && isUnreachable(why)) return `cannot reach Groq (${why})`
       return `the connection to Groq broke ${midReply ? 'mid-reply' : 'before the reply started'} (${why})`
     }
     // `data: {"error": …}` inside the stream, or a cut stream.

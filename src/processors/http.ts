@@ -120,6 +120,7 @@ export class HttpProcessor implements Processor {
     return { ...extra, ...(this.auth ? { authorization: this.auth } : {}) }
   }
 
+  /** Failures reach the customer, so they never name the backend's address (the skill does not either). */
   async *run(job: Job, signal: AbortSignal): AsyncIterable<Chunk> {
     PARAMS.parse(job.params)
     if (signal.aborted) return
@@ -143,15 +144,15 @@ export class HttpProcessor implements Processor {
         })
       } catch (err) {
         if (signal.aborted || isAbortError(err)) return
-        throw new Error(`cannot reach the backend at ${this.shown} (${networkReason(err)})`)
+        throw new Error(`cannot reach the backend (${networkReason(err)})`)
       }
       if (res.status >= 300 && res.status < 400) {
         await res.body?.cancel()
-        throw new Error(`the backend at ${this.shown} redirected (${res.status}) to ${res.headers.get('location') ?? 'nowhere'}; redirects are not followed, point the processor at the final URL`)
+        throw new Error(`the backend redirected (${res.status}); redirects are not followed, so the processor must point at the final URL`)
       }
       if (!res.ok) {
         const body = await readTail(res, 64 * 1024)
-        throw new Error(`the backend at ${this.shown} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${body ? `: ${tailText(body)}` : ''}`)
+        throw new Error(`the backend answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${body ? `: ${tailText(body)}` : ''}`)
       }
       if (!res.body) return
 
@@ -173,7 +174,7 @@ export class HttpProcessor implements Processor {
       }
     } catch (err) {
       if (signal.aborted || isAbortError(err)) return
-      if (err instanceof TypeError) throw new Error(`the connection to the backend at ${this.shown} broke after ${received} bytes (${networkReason(err)})`)
+      if (err instanceof TypeError) throw new Error(`the connection to the backend broke after ${received} bytes (${networkReason(err)})`)
       throw err
     } finally {
       signal.removeEventListener('abort', onAbort)

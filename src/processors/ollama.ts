@@ -149,16 +149,17 @@ export class OllamaProcessor implements Processor {
     }
   }
 
+  /** A job's failure reaches the customer: it names no internal address, only what went wrong. */
   private explain(err: unknown, model: string, midReply: boolean): string {
     if (err instanceof Error && err.name === 'ResponseError') {
       const status = (err as { status_code?: number }).status_code ?? '?'
-      const hint = status === 404 ? `; installed models are listed by \`ollama list\`` : ''
-      return `Ollama at ${this.host} refused the job for model "${model}" (${status}: ${err.message})${hint}`
+      const hint = status === 404 ? '; the skill lists the installed models' : ''
+      return `Ollama refused the job for model "${model}" (${status}: ${err.message})${hint}`
     }
     if (err instanceof TypeError) {
       const why = networkReason(err)
-      if (!midReply && isUnreachable(why)) return `cannot reach Ollama at ${this.host} (${why}); is \`ollama serve\` running?`
-      return `the connection to Ollama at ${this.host} broke ${midReply ? 'mid-reply' : 'before the reply started'} (${why})`
+      if (!midReply && isUnreachable(why)) return `cannot reach Ollama (${why}); is \`ollama serve\` running?`
+      return `the connection to Ollama broke ${midReply ? 'mid-reply' : 'before the reply started'} (${why})`
     }
     const msg = err instanceof Error ? err.message : String(err)
     if (/did not receive done/i.test(msg)) return `Ollama's reply from model "${model}" ended before it was complete`

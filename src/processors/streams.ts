@@ -37,15 +37,28 @@ export class LineSplitter {
     for (;;) {
       const nl = this.pending.indexOf('\n', start)
       if (nl === -1) break
-      lines.push(this.pending.slice(start, nl + 1))
+      let line = this.pending.slice(start, nl + 1)
+      while (line.length > this.maxLine) {
+        const cut = this.cutAt(line)
+        lines.push(line.slice(0, cut))
+        line = line.slice(cut)
+      }
+      lines.push(line)
       start = nl + 1
     }
     this.pending = this.pending.slice(start)
     while (this.pending.length >= this.maxLine) {
-      lines.push(this.pending.slice(0, this.maxLine))
-      this.pending = this.pending.slice(this.maxLine)
+      const cut = this.cutAt(this.pending)
+      lines.push(this.pending.slice(0, cut))
+      this.pending = this.pending.slice(cut)
     }
     return lines
+  }
+
+  /** Where to cut an over-long line: never between the two halves of a surrogate pair. */
+  private cutAt(s: string): number {
+    const code = s.charCodeAt(this.maxLine - 1)
+    return code >= 0xd800 && code <= 0xdbff ? this.maxLine - 1 : this.maxLine
   }
 }
 

@@ -217,9 +217,14 @@ export function createGateway(options: GatewayOptions): Gateway {
 
   proxy.on('proxyRes', (proxyRes, req, res) => {
     const location = proxyRes.headers.location
+    const status = proxyRes.statusCode ?? 502
     if (location !== undefined) {
       const kept = rewriteLocation(location, origin)
-      if (kept === undefined) {
+      if (kept === undefined && (status < 300 || status > 399)) {
+        // Outside 3xx (e.g. 201 Created) a Location is information the
+        // browser does not follow; drop the foreign one, keep the response.
+        delete proxyRes.headers.location
+      } else if (kept === undefined) {
         proxyRes.destroy()
         logger.warn(`refused a backend redirect to ${JSON.stringify(location)} (outside ${origin.origin})`)
         sendRefusal(
@@ -228,10 +233,11 @@ export function createGateway(options: GatewayOptions): Gateway {
           req.headers.accept,
         )
         return
+      } else {
+        proxyRes.headers.location = kept
       }
-      proxyRes.headers.location = kept
     }
-    res.statusCode = proxyRes.statusCode ?? 502
+    res.statusCode = status
     if (proxyRes.statusMessage) res.statusMessage = proxyRes.statusMessage
     for (const [name, value] of Object.entries(proxyRes.headers)) {
       if (value === undefined || HOP_BY_HOP.has(name)) continue

@@ -92,12 +92,15 @@ export async function startLocalProxy(options: LocalProxyOptions): Promise<Local
     // Open the stream on the first byte, not on accept: browsers open
     // speculative connections that never carry a request, and each would
     // otherwise cost a stream (and a payment check) on the provider.
-    socket.once('readable', () => {
-      if (socket.readableLength === 0) {
-        // 'readable' at end-of-stream: the client left without a request.
-        socket.destroy()
-        return
-      }
+    const leftEarly = (): void => {
+      socket.destroy()
+    }
+    socket.once('end', leftEarly)
+    socket.once('data', (first: Buffer) => {
+      // Hold the bytes until the stream exists; pipe() resumes from here.
+      socket.pause()
+      socket.unshift(first)
+      socket.off('end', leftEarly)
       void attach(socket)
     })
   })

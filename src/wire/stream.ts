@@ -55,8 +55,11 @@ export class WireStream extends Duplex {
         onopen?.(parsed.data)
       },
       onclose: () => {
-        if (!this.remoteEnded || !this.localEnded) this.destroy(new WireError('reset', 'stream closed by the peer before it finished'))
-        else this.destroy()
+        this.wake()
+        if (!this.remoteEnded) this.destroy(new WireError('reset', 'stream closed by the peer before it finished'))
+        // everything the peer sent has arrived: let the reader take it before closing
+        else if (this.readableEnded) this.destroy()
+        else this.once('end', () => this.destroy())
       },
       ondrain: () => this.wake(),
     })
