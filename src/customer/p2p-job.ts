@@ -71,6 +71,8 @@ export function runP2PJob(
       } finally {
         paying = false
       }
+      // chunks (and `due`) that arrived while we were paying were not acted on: look again
+      void maybePay()
     }
     const onMsg = (m: ControlMessage) => {
       if (!('job' in m) || m.job !== id) return

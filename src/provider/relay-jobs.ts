@@ -18,7 +18,8 @@ import {
   type JobRequest,
   type ReplyEncryptor,
 } from '../nostr/nip90.js'
-import { RelayPool, type PoolSubscription } from '../nostr/relay-client.js'
+import { normalizeRelayUrl, RelayPool, type PoolSubscription, type PublishOutcome } from '../nostr/relay-client.js'
+import { inlineSigner, threadedSigner, type EventSigner } from '../nostr/signer.js'
 import { ChainError, ChainResolver } from './chain.js'
 import { JobQueue, QueueFullError } from './job-queue.js'
 import { PaymentRefused, WalletJobPayments, type JobPayments, type JobWallet, type OfflineProofAcceptor } from './job-payments.js'
@@ -75,10 +76,20 @@ export interface RelayJobServiceOptions {
   resultCache?: ResultCacheOptions | false
   /** serve requests that name no provider (`p`); default true */
   acceptUnaddressed?: boolean
+  /**
+   * also publish replies to the relays a request names in its `relays` tag
+   * (NIP-90 asks for it; default true). Those are hosts the customer chose:
+   * turn this off where outbound connections must stay on known relays.
+   */
+  requestRelays?: boolean
   /** how long a result is retried while no relay accepts it */
   resultPublishDeadlineMs?: number
+  /** sign replies in a worker thread, so verifying and signing use two cores (default true) */
+  signingThread?: boolean
   /** what the service is doing, for logs and --json output */
   onActivity?: (activity: JobActivity) => void
+  /** operational notes (fallbacks, not per-job events) */
+  log?: (line: string) => void
 }
 
 export type JobActivity =
@@ -134,6 +145,7 @@ export class RelayJobService {
   private readonly ownsPool: boolean
   private pool: RelayPool | undefined
   private crypto: NostrCrypto | undefined
+  private signer: EventSigner | undefined
   private readonly queue: JobQueue
   private readonly limiter: PubkeyRateLimiter | undefined
   private readonly cache: ResultCache | undefined
@@ -180,6 +192,10 @@ export class RelayJobService {
     if (this.started) throw new Error('the relay job service was already started')
     this.started = true
     this.crypto = this.opts.crypto ?? (await loadNostrCrypto())
+    this.signer =
+      this.opts.signingThread === false
+        ? inlineSigner(this.crypto, this.opts.identity.secretKey)
+        : await threadedSigner(this.crypto, this.opts.identity.secretKey, this.opts.log)
     this.pool = Array.isArray(this.opts.relays) ? new RelayPool({ crypto: this.crypto, relays: this.opts.relays }) : this.opts.relays
     this.chain = new ChainResolver(this.pool, this.me)
     this.payments =
@@ -220,6 +236,7 @@ export class RelayJobService {
     // Give the error feedback a moment to go out.
     const deadline = Date.now() + 3000
     while (this.jobs.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    await this.signer?.close()
     if (this.ownsPool) this.pool?.close()
   }
 
@@ -459,14 +476,14 @@ export class RelayJobService {
 
   // ------------------------------------------------------------ replies
 
-  private sign(template: EventTemplate): Event {
-    return this.crypto!.sign(template, this.opts.identity.secretKey)
+  private sign(template: EventTemplate): Promise<Event> {
+    return this.signer!.sign(template)
   }
 
   private async feedback(job: ActiveJob, draft: FeedbackDraft): Promise<void> {
     job.feedbackSent = true
-    const ev = this.sign(buildFeedback(job.request, draft, nowSeconds(), job.encrypt))
-    const outcomes = await this.pool!.publish(ev, { extraRelays: job.request.relays })
+    const ev = await this.sign(buildFeedback(job.request, draft, nowSeconds(), job.encrypt))
+    const outcomes = await this.publishReply(ev, job)
     if (!outcomes.some((o) => o.ok)) {
       this.activity({ type: 'publish-failed', id: job.request.id, what: draft.status, reason: outcomes.map((o) => `${o.relay}: ${o.message}`).join('; ') })
     }
@@ -474,11 +491,11 @@ export class RelayJobService {
 
   private async publishResult(job: ActiveJob, content: string): Promise<void> {
     const draft = job.paidMsats !== undefined ? { content, amountMsats: job.paidMsats } : { content }
-    const ev = this.sign(buildResult(job.request, draft, nowSeconds(), job.encrypt))
+    const ev = await this.sign(buildResult(job.request, draft, nowSeconds(), job.encrypt))
     const deadline = Date.now() + (this.opts.resultPublishDeadlineMs ?? DEFAULTS.resultPublishDeadlineMs)
     // A result is the thing that was paid for: keep trying through a relay restart.
     for (;;) {
-      const outcomes = await this.pool!.publish(ev, { extraRelays: job.request.relays })
+      const outcomes = await this.publishReply(ev, job)
       const accepted = outcomes.filter((o) => o.ok).length
       if (accepted > 0) {
         this.activity({ type: 'result', id: job.request.id, bytes: Buffer.byteLength(content), relays: accepted })
@@ -492,15 +509,31 @@ export class RelayJobService {
     }
   }
 
+  /**
+   * Publish to our relays and wait for them; also send to the relays the
+   * request names, without waiting: an unreachable relay chosen by the
+   * customer must not stall the job.
+   */
+  private publishReply(ev: Event, job: ActiveJob): Promise<PublishOutcome[]> {
+    const ours = new Set(this.pool!.relays)
+    const extra = this.opts.requestRelays === false ? [] : job.request.relays.filter((u) => !ours.has(safeNormalize(u)))
+    if (extra.length > 0) void this.pool!.publish(ev, { relays: extra }).catch(() => undefined)
+    return this.pool!.publish(ev)
+  }
+
   /** Answer a request that never became a job (malformed, undecryptable, rate limited, busy). */
   private rejectRaw(event: Event, reason: string, scheme?: EncryptionScheme): void {
     this.activity({ type: 'rejected', id: event.id, reason })
     const request = { id: event.id, customer: event.pubkey }
     const encrypt = scheme ? (text: string) => encryptFor(this.opts.identity.secretKey, event.pubkey, text, scheme) : undefined
-    const ev = this.sign(buildFeedback(request, { status: 'error', extra: reason }, nowSeconds(), encrypt))
-    void this.pool!.publish(ev).then((outcomes) => {
-      if (!outcomes.some((o) => o.ok)) this.activity({ type: 'publish-failed', id: event.id, what: 'error', reason: outcomes.map((o) => o.message).join('; ') })
-    })
+    void this.sign(buildFeedback(request, { status: 'error', extra: reason }, nowSeconds(), encrypt))
+      .then((ev) => this.pool!.publish(ev))
+      .then(
+        (outcomes) => {
+          if (!outcomes.some((o) => o.ok)) this.activity({ type: 'publish-failed', id: event.id, what: 'error', reason: outcomes.map((o) => o.message).join('; ') })
+        },
+        (err: unknown) => this.activity({ type: 'publish-failed', id: event.id, what: 'error', reason: (err as Error).message }),
+      )
   }
 
   private activity(a: JobActivity): void {
@@ -520,5 +553,13 @@ async function withTimeout<T>(parent: AbortSignal, ms: number, message: string, 
     throw signal.aborted ? signal.reason : err
   } finally {
     clearTimeout(t)
+  }
+}
+
+function safeNormalize(url: string): string {
+  try {
+    return normalizeRelayUrl(url)
+  } catch {
+    return url
   }
 }
