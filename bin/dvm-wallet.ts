@@ -5,6 +5,8 @@ import { createRequire } from 'node:module'
 import { Option, type Command } from 'commander'
 import { addGlobalOptions, createProgram, fail, resolveGlobals, type GlobalOptions } from '../src/cli/options.js'
 import { Wallet } from '../src/payments/wallet.js'
+import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
+import { reclaimExpiredLocks } from '../src/customer/wallet-funds.js'
 import { listWalletMints } from '../src/payments/proof-store.js'
 import { decodeToken, normalizeMintUrl } from '../src/payments/token.js'
 
@@ -101,13 +103,18 @@ program
   .action(
     run(async (_opts: unknown, cmd: Command) => {
       const ctx = await open(cmd)
+      // proofs locked to a provider but never sent come back once their locktime has passed
+      const refundKey = await loadOrCreatePaymentKey(ctx.wallet.dataDir)
+      const back = await reclaimExpiredLocks(ctx.wallet, refundKey).catch(() => null)
       const b = await ctx.wallet.balance()
       emit(
         ctx,
-        { type: 'balance', mint: ctx.wallet.mintUrl, balance: b.balance, pending: b.pending, locked: b.locked },
+        { type: 'balance', mint: ctx.wallet.mintUrl, balance: b.balance, pending: b.pending, locked: b.locked, reclaimed: back?.reclaimed ?? 0 },
         `${b.balance} sats` +
           (b.pending ? ` (+${b.pending} pending${b.locked ? `, ${b.locked} of them locked to payees` : ''})` : '') +
-          ` at ${ctx.wallet.mintUrl}`,
+          ` at ${ctx.wallet.mintUrl}` +
+          (back?.reclaimed ? `; reclaimed ${back.reclaimed} sats of unsent session proofs` : '') +
+          (back?.nextAt ? `; ${b.locked} locked sats can be reclaimed after ${new Date(back.nextAt * 1000).toISOString()}` : ''),
       )
     }),
   )

@@ -206,7 +206,7 @@ export class SessionClient extends EventEmitter {
         clearTimeout(p.timer)
         this.spent = m.paid
         this.paidUntil = m.paidUntil
-        this.opts.funds.markSpent([p.proof]).catch(() => {})
+        this.queueSpent(p.proof)
         this.emit('ack', { paid: m.paid, paidUntil: m.paidUntil })
         p.resolve(true)
         return
@@ -231,6 +231,25 @@ export class SessionClient extends EventEmitter {
   }
 
   private readonly unsentRefused: WireProof[] = []
+  private spentQueue: WireProof[] = []
+  private spentTimer: NodeJS.Timeout | null = null
+
+  /**
+   * Record acknowledged proofs as the provider's, batched (one wallet write a
+   * second, not one per tick). A crash before the write loses nothing: a later
+   * reclaim asks the mint and finds those proofs already spent.
+   */
+  private queueSpent(proof: WireProof): void {
+    this.spentQueue.push(proof)
+    this.spentTimer ??= setTimeout(() => void this.flushSpent(), 1000)
+  }
+
+  async flushSpent(): Promise<void> {
+    if (this.spentTimer) clearTimeout(this.spentTimer)
+    this.spentTimer = null
+    const batch = this.spentQueue.splice(0)
+    if (batch.length) await this.opts.funds.markSpent(batch).catch((err: Error) => this.emit('lock-error', { error: err.message }))
+  }
 
   private onPeerClose(): void {
     if (!this.ended) this.end('provider connection lost', false, true)
@@ -295,6 +314,7 @@ export class SessionClient extends EventEmitter {
       clearTimeout(p.timer)
       p.resolve(false)
     }
+    void this.flushSpent()
     this.emit('end', summary)
     return summary
   }
