@@ -3,11 +3,15 @@
 import { Option } from 'commander'
 import { addGlobalOptions, createProgram, fail, resolveGlobals, type GlobalOptions } from '../src/cli/options.js'
 import { collect, parseIntFlag, parseKinds } from '../src/cli/collect.js'
-import { loadOrCreateIdentity } from '../src/identity/nostr-key.js'
+import { loadOrCreateIdentity, parsePubkey } from '../src/identity/nostr-key.js'
 import { createProcessor } from '../src/processors/index.js'
 import { Provider } from '../src/provider/provider.js'
 import { loadSkillFile } from '../src/skills/validate.js'
 import { ProviderConsole } from '../src/provider/console.js'
+import { PipelineProcessor } from '../src/processors/pipeline.js'
+import { buyP2PJob } from '../src/customer/buy-job.js'
+import { walletFunds } from '../src/customer/wallet-funds.js'
+import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 
 const NAME = 'dvm-agent'
 
@@ -27,6 +31,9 @@ interface AgentFlags extends GlobalOptions {
   about?: string
   allowPath: string[]
   denyPath: string[]
+  subKind?: string
+  subBudget: string
+  subProvider?: string
 }
 
 const program = addGlobalOptions(
@@ -45,7 +52,10 @@ const program = addGlobalOptions(
     .addOption(new Option('--skill <file>', 'skill descriptor JSON (default: built from the processor)'))
     .addOption(new Option('--about <text>', 'one line about this provider for its NIP-89 handler'))
     .addOption(new Option('--allow-path <prefix>', 'tunnel: only these path prefixes reach the backend (repeatable)').argParser(collect).default([]))
-    .addOption(new Option('--deny-path <prefix>', 'tunnel: these path prefixes never reach the backend (repeatable)').argParser(collect).default([])),
+    .addOption(new Option('--deny-path <prefix>', 'tunnel: these path prefixes never reach the backend (repeatable)').argParser(collect).default([]))
+    .addOption(new Option('--sub-kind <kind>', 'pipeline: buy a job of this kind from another provider (P2P) and feed its output to the processor'))
+    .addOption(new Option('--sub-budget <sats>', 'most sats one sub-job may cost').default('10'))
+    .addOption(new Option('--sub-provider <npub>', 'buy sub-jobs only from this provider')),
 )
 
 program.action(async (flags: AgentFlags) => {
@@ -55,7 +65,31 @@ program.action(async (flags: AgentFlags) => {
   try {
     const identity = await loadOrCreateIdentity(g.dataDir)
     const mints = flags.mint.length ? flags.mint : g.devnet?.mint ? [g.devnet.mint] : []
-    const processor = await createProcessor({ spec: flags.backend && flags.processor === 'echo' ? 'echo' : flags.processor, model: flags.model })
+    // an http(s) processor is also the tunnel's backend unless --backend names another
+    const backend = flags.backend ?? (/^https?:\/\//.test(flags.processor) ? new URL(flags.processor).origin : undefined)
+    let processor = await createProcessor({ spec: flags.processor, model: flags.model })
+    if (flags.subKind) {
+      const subKind = parseIntFlag('sub-kind', flags.subKind, 0, 65535)
+      const subBudget = parseIntFlag('sub-budget', flags.subBudget, 1)
+      const refundKey = await loadOrCreatePaymentKey(g.dataDir)
+      const subProvider = flags.subProvider ? parsePubkey(flags.subProvider) : undefined
+      processor = new PipelineProcessor(processor, subKind, async (job) => {
+        // paid from the provider's own wallet: what it earns buys what it needs
+        const r = await buyP2PJob({
+          identity,
+          funds: walletFunds(provider.wallet, provider.wallet.mintUrl, refundKey),
+          kind: subKind,
+          input: job.input,
+          params: {},
+          budget: subBudget,
+          bootstrap: g.devnet?.bootstrap,
+          providerPubkey: subProvider,
+        })
+        if (r.status !== 'success') throw new Error(`sub-job ended ${r.status}${r.error ? `: ${r.error}` : ''}`)
+        out.log(`bought a kind ${subKind} sub-job for ${r.paid} sats`)
+        return r.output
+      })
+    }
     provider = await Provider.create({
       dataDir: g.dataDir,
       identity,
@@ -68,7 +102,7 @@ program.action(async (flags: AgentFlags) => {
       },
       mints,
       bootstrap: g.devnet?.bootstrap,
-      backend: flags.backend,
+      backend,
       pathPolicy: { allow: flags.allowPath, deny: flags.denyPath },
       maxSessions: parseIntFlag('max-sessions', flags.maxSessions, 1, 100_000),
       graceMs: parseIntFlag('grace', flags.grace, 0, 600) * 1000,

@@ -221,6 +221,47 @@ describe('relay jobs end to end (devnet relay)', () => {
     expect(second!.content).toBe('step one output\nstep two')
   })
 
+  it('chains across providers through the relays, trusting only the provider step one addressed', async () => {
+    const a = await provider({ processor: new EchoProcessor({ delayMs: 150 }) })
+    const b = await provider()
+    const c = await customer()
+    const impostor = newIdentity()
+    const crypto = await nostrCrypto()
+    const running = runChain(
+      [
+        { kind: KIND, inputs: [{ type: 'text', value: 'from provider a' }], provider: a.identity.pubkey },
+        { kind: KIND, inputs: [{ type: 'text', value: 'then b' }], provider: b.identity.pubkey },
+      ],
+      { identity: c.identity, pool: c.pool, crypto, timeoutMs: 15_000, onEvent: (e) => c.events.push(e) },
+    )
+    // While a is still working, someone else publishes a "result" for step one.
+    await until(() => c.events.some((e) => e.type === 'published' && e.step === 0))
+    const stepOne = c.events.find((e): e is Extract<CustomerEvent, { type: 'published' }> => e.type === 'published' && e.step === 0)!.id
+    await c.pool.publishOrThrow(crypto.sign({ kind: resultKindFor(KIND), created_at: nowSeconds(), content: 'forged output', tags: [['e', stepOne], ['p', c.identity.pubkey]] }, impostor.secretKey))
+    const [first, second] = await running
+    expect(first!.provider).toBe(a.identity.pubkey)
+    expect(second!.provider).toBe(b.identity.pubkey)
+    expect(second!.content).toBe('from provider a\nthen b')
+  })
+
+  it('fails a chained job at once when the job it builds on fails', async () => {
+    const p = await provider()
+    const c = await customer()
+    const t0 = Date.now()
+    await expect(
+      runChain(
+        [
+          { kind: KIND, inputs: [{ type: 'url', value: 'ftp://nowhere' }], provider: p.identity.pubkey },
+          { kind: KIND, inputs: [{ type: 'text', value: 'step two' }], provider: p.identity.pubkey },
+        ],
+        { identity: c.identity, pool: c.pool, crypto: await nostrCrypto(), timeoutMs: 15_000 },
+      ),
+    ).rejects.toThrow(/http\(s\) URL/)
+    expect(Date.now() - t0).toBeLessThan(5000)
+    // Step two ends too: failed on its own, or cancelled by the customer, whichever came first.
+    await until(() => p.activity.some((a) => (a.type === 'failed' && /builds on failed/.test(a.reason)) || a.type === 'cancelled' || (a.type === 'ignored' && /cancelled/.test(a.reason))))
+  })
+
   it('answers identical requests from its result cache', async () => {
     let runs = 0
     const echo = new EchoProcessor()
@@ -355,8 +396,10 @@ describe('relay jobs across relays', () => {
   it('drops events with bad signatures from a hostile relay and still serves the real ones', async () => {
     const crypto = await nostrCrypto()
     const c = newIdentity()
-    const good = crypto.sign({ kind: KIND, created_at: nowSeconds(), content: '', tags: [['i', 'genuine', 'text']] }, c.secretKey)
-    const forged = { ...crypto.sign({ kind: KIND, created_at: nowSeconds(), content: '', tags: [['i', 'original', 'text']] }, c.secretKey), tags: [['i', 'forged', 'text']] }
+    // Dated a little ahead: the provider only takes requests from after its start.
+    const at = nowSeconds() + 5
+    const good = crypto.sign({ kind: KIND, created_at: at, content: '', tags: [['i', 'genuine', 'text']] }, c.secretKey)
+    const forged = { ...crypto.sign({ kind: KIND, created_at: at, content: '', tags: [['i', 'original', 'text']] }, c.secretKey), tags: [['i', 'forged', 'text']] }
     const badSig = { ...good, sig: good.sig.replace(/^./, (ch) => (ch === 'a' ? 'b' : 'a')) }
     const url = await scriptedRelay([forged, badSig, good])
     const honest = await ownRelay()
@@ -370,7 +413,7 @@ describe('relay jobs across relays', () => {
   it('drops expired requests silently (a relay that does not enforce NIP-40 delivers them)', async () => {
     const crypto = await nostrCrypto()
     const c = newIdentity()
-    const expired = crypto.sign({ kind: KIND, created_at: nowSeconds(), content: '', tags: [['i', 'old news', 'text'], ['expiration', String(nowSeconds() - 1)]] }, c.secretKey)
+    const expired = crypto.sign({ kind: KIND, created_at: nowSeconds() + 5, content: '', tags: [['i', 'old news', 'text'], ['expiration', String(nowSeconds() - 1)]] }, c.secretKey)
     const p = await provider({ relays: await newPool([await scriptedRelay([expired])]) })
     await until(() => p.activity.length > 0)
     expect(p.activity).toEqual([{ type: 'ignored', id: expired.id, reason: 'expired' }])

@@ -43,7 +43,10 @@ export function runP2PJob(
 
   return new Promise<P2PJobResult>((resolve) => {
     let stallTimer: NodeJS.Timeout | null = null
+    let finished = false
     const finish = (status: P2PJobResult['status'], error?: string) => {
+      if (finished) return
+      finished = true
       if (stallTimer) clearTimeout(stallTimer)
       client.connection.off('message', onMsg)
       client.off('end', onEnd)
@@ -58,12 +61,13 @@ export function runP2PJob(
       }, stallMs)
     }
     // pay for the next batch once everything paid for so far has arrived
-    const maybePay = async () => {
-      if (!jobMode || paying) return
+    const maybePay = async (): Promise<void> => {
+      if (!jobMode || paying || finished) return
       if (received < client.spent * perTick || client.budgetLeft <= 0) return
       paying = true
+      let ok = false
       try {
-        const ok = await client.payOne()
+        ok = await client.payOne()
         if (ok) armStall()
       } catch (err) {
         client.send({ type: 'cancel', job: id })
@@ -71,8 +75,9 @@ export function runP2PJob(
       } finally {
         paying = false
       }
-      // chunks (and `due`) that arrived while we were paying were not acted on: look again
-      void maybePay()
+      // chunks (and `due`) that arrived while we were paying were not acted on: look again,
+      // but only after a payment went through (a refused one would just repeat forever)
+      if (ok) void maybePay()
     }
     const onMsg = (m: ControlMessage) => {
       if (!('job' in m) || m.job !== id) return

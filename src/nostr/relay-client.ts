@@ -17,6 +17,7 @@ export type { Filter } from 'nostr-tools/filter'
  *   every open subscription is re-sent with `since` moved up to the newest
  *   event already seen (minus a few seconds of slack for clock skew, which
  *   dedupe absorbs);
+ * - a subscription the relay ends (CLOSED) is asked for again 10 s later;
  * - `publish` waits for each relay's OK (NIP-01 / NIP-20), re-sending after a
  *   reconnect, and reports per relay;
  * - inbound frames are capped (`maxMessageBytes`) by the socket itself.
@@ -245,6 +246,19 @@ class RelayConnection {
       return { ...f, since: Math.max(f.since, sub.newest - sub.sinceSlack) }
     })
     if (this.sendRaw(JSON.stringify(['REQ', sub.id, ...filters]))) this.live.add(sub.id)
+  }
+
+  /**
+   * The relay ended a subscription (CLOSED: too many subscriptions, rate
+   * limits, a restart in progress …): ask again later, while it is still wanted.
+   */
+  closedByRelay(subId: string): void {
+    this.live.delete(subId)
+    const t = setTimeout(() => {
+      const sub = this.pool.subsFor(this.url).find((s) => s.id === subId)
+      if (sub && this.open && !this.live.has(subId)) this.sendReq(sub)
+    }, 10_000)
+    t.unref()
   }
 
   sendClose(subId: string): void {
@@ -532,7 +546,9 @@ export class RelayPool {
       }
       case 'CLOSED': {
         const sub = typeof msg[1] === 'string' ? this.subs.get(msg[1]) : undefined
-        sub?.handlers.onclosed?.(conn.url, typeof msg[2] === 'string' ? msg[2].slice(0, 500) : '')
+        if (!sub) return
+        conn.closedByRelay(sub.id)
+        sub.handlers.onclosed?.(conn.url, typeof msg[2] === 'string' ? msg[2].slice(0, 500) : '')
         return
       }
       default:

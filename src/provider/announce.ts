@@ -26,6 +26,8 @@ export class Announcer {
   private timer: NodeJS.Timeout | undefined
   private readonly intervalMs: number
   private stopped = false
+  /** created_at of the last heartbeat: each must be newer, or a relay keeps the old one */
+  private lastBeatAt = 0
 
   constructor(private readonly opts: AnnouncerOptions) {
     this.intervalMs = opts.intervalMs ?? 60_000
@@ -48,7 +50,11 @@ export class Announcer {
   beat(status: 'online' | 'offline' = 'online'): Promise<void> {
     const { free, max } = this.opts.capacity()
     const kinds = [...new Set(this.opts.handlers.map((h) => h.kind))]
-    const template = buildHeartbeat({ status, kinds, free: status === 'offline' ? 0 : free, max, intervalSeconds: Math.round(this.intervalMs / 1000) }, nowSeconds())
+    // Replaceable events with equal created_at are decided by id, not order
+    // (NIP-01): an `offline` beat in the same second as the last `online`
+    // one could lose. So every beat is at least a second newer.
+    this.lastBeatAt = Math.max(nowSeconds(), this.lastBeatAt + 1)
+    const template = buildHeartbeat({ status, kinds, free: status === 'offline' ? 0 : free, max, intervalSeconds: Math.round(this.intervalMs / 1000) }, this.lastBeatAt)
     return this.publish('heartbeat', template)
   }
 

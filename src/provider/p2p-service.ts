@@ -248,10 +248,12 @@ export class P2PService extends EventEmitter {
 
   private sweep(): void {
     const now = Date.now()
-    for (const { session, jobs } of this.sessions.values()) {
+    for (const { session, jobs, peer } of this.sessions.values()) {
       if (session.terms.mode === 'session' && session.isLapsed(now)) this.endSession(session.id, 'no payment within the grace period')
-      else if (session.terms.mode === 'job' && jobs.size === 0 && now - Math.max(session.lastTickAt, session.openedAt) > this.opts.graceMs + 60_000) {
-        this.endSession(session.id, 'idle')
+      else if (session.terms.mode === 'job' && jobs.size === 0) {
+        // a job session lives while its customer is connected (and a minute idle at most)
+        const idleFor = now - Math.max(session.lastTickAt, session.openedAt)
+        if (peer.isClosed ? idleFor > this.opts.graceMs : idleFor > this.opts.graceMs + 60_000) this.endSession(session.id, 'customer gone or idle')
       }
     }
   }

@@ -191,6 +191,8 @@ export class RelayJobService {
   async start(): Promise<void> {
     if (this.started) throw new Error('the relay job service was already started')
     this.started = true
+    // Requests from the moment start() was called on; earlier ones are not ours to serve.
+    const since = nowSeconds()
     this.crypto = this.opts.crypto ?? (await loadNostrCrypto())
     this.signer =
       this.opts.signingThread === false
@@ -213,7 +215,6 @@ export class RelayJobService {
         : undefined)
     const info = await this.opts.processor.describe()
     this.outputIsText = /^text\/|json|xml|yaml/.test(info.output)
-    const since = nowSeconds()
     this.subs.push(
       this.pool.subscribe([{ kinds: this.opts.kinds, since }], {
         onevent: (ev) => this.onRequest(ev),
@@ -236,6 +237,7 @@ export class RelayJobService {
     // Give the error feedback a moment to go out.
     const deadline = Date.now() + 3000
     while (this.jobs.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    this.chain?.close()
     await this.signer?.close()
     if (this.ownsPool) this.pool?.close()
   }
@@ -382,8 +384,7 @@ export class RelayJobService {
     if (!payments) throw new JobFailure('this provider cannot take payments right now')
     const token = work.params.cashu
     if (token !== undefined) {
-      // A token sent in the clear can be taken by anyone who reads the relay; only
-      // P2PK-locked tokens are safe there, and the mint's swap tells which is which.
+      // The whole token is taken (change is not given back): customers send the price exactly.
       const got = await payments.acceptToken(token, sats, request.id)
       job.paidMsats = got * 1000
       this.activity({ type: 'paid', id: request.id, sats: got, via: 'cashu' })
@@ -524,6 +525,8 @@ export class RelayJobService {
   /** Answer a request that never became a job (malformed, undecryptable, rate limited, busy). */
   private rejectRaw(event: Event, reason: string, scheme?: EncryptionScheme): void {
     this.activity({ type: 'rejected', id: event.id, reason })
+    // A job chained onto this one fails now instead of waiting for a result that will not come.
+    this.chain?.record(event.id, { ok: false, text: reason, customer: event.pubkey, encrypted: isEncryptedRequest(event) })
     const request = { id: event.id, customer: event.pubkey }
     const encrypt = scheme ? (text: string) => encryptFor(this.opts.identity.secretKey, event.pubkey, text, scheme) : undefined
     void this.sign(buildFeedback(request, { status: 'error', extra: reason }, nowSeconds(), encrypt))
@@ -541,18 +544,26 @@ export class RelayJobService {
   }
 }
 
-/** Run `fn` with a signal that aborts with `parent` or after `ms` (reason: JobFailure(message)); the timer never outlives `fn`. */
+/**
+ * Run `fn` with a signal that aborts with `parent` or after `ms` (reason:
+ * JobFailure(message)); the timer and the link to `parent` never outlive `fn`.
+ * Linked by hand: AbortSignal.any costs a weak reference and a finalizer per
+ * call, which shows at a thousand jobs a second.
+ */
 async function withTimeout<T>(parent: AbortSignal, ms: number, message: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const c = new AbortController()
+  const onParent = (): void => c.abort(parent.reason)
+  if (parent.aborted) onParent()
+  else parent.addEventListener('abort', onParent, { once: true })
   const t = setTimeout(() => c.abort(new JobFailure(message)), ms)
-  const signal = AbortSignal.any([parent, c.signal])
   try {
-    return await fn(signal)
+    return await fn(c.signal)
   } catch (err) {
     // Whatever the work threw on its way out, the abort is the real reason.
-    throw signal.aborted ? signal.reason : err
+    throw c.signal.aborted ? c.signal.reason : err
   } finally {
     clearTimeout(t)
+    parent.removeEventListener('abort', onParent)
   }
 }
 

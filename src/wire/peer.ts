@@ -145,6 +145,16 @@ export class Peer extends EventEmitter {
     })
   }
 
+  /** Flush what was sent (e.g. a final `end`) and close; gives up waiting after `timeoutMs`. */
+  async end(timeoutMs = 1000): Promise<void> {
+    if (this.closed) return
+    const closed = new Promise<void>((resolve) => this.once('close', () => resolve()))
+    this.conn.end()
+    const t = setTimeout(() => this.close(), timeoutMs)
+    await closed
+    clearTimeout(t)
+  }
+
   close(err?: Error): void {
     if (this.closed) return
     this.closed = true

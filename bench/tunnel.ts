@@ -1,0 +1,361 @@
+/**
+ * 3. Tunnel throughput and latency against raw Hyperswarm, same run.
+ *
+ * Reference: two processes (raw-server, raw-client) joined by one Hyperswarm
+ * connection on the devnet; the server writes N bytes in 64 kB writes, the
+ * client times the request to the last byte; then 100-byte ping-pongs.
+ * Figure: a provider process (bench/lib/provider-child.ts) with the bench
+ * backend behind its gateway, and a customer process running a paid
+ * RentedSession (the dvm-session code) with its local proxy; the customer
+ * downloads N bytes from the backend through local proxy → P2P stream →
+ * gateway → backend, and times small GETs through the proxy and directly to
+ * the backend (both keep-alive, one connection, interleaved in blocks).
+ * Raw and tunnel downloads alternate (raw, tunnel, raw, tunnel) and the best
+ * of each counts, so a burst of load from elsewhere hits both alike.
+ */
+import http from 'node:http'
+import { join } from 'node:path'
+import DHT from 'hyperdht'
+import type { NoiseSecretStream } from 'hyperswarm'
+import { createSwarm } from '../src/wire/swarm.js'
+import { loadOrCreateIdentity } from '../src/identity/nostr-key.js'
+import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
+import { Wallet } from '../src/payments/wallet.js'
+import { walletFunds } from '../src/customer/wallet-funds.js'
+import { RentedSession } from '../src/customer/session-runner.js'
+import { httpGet } from './lib/backend.js'
+import { BenchChild, benchFile, fatal, isMain, serveCommands, tell } from './lib/child.js'
+import { fmt, mbps, summarize, type Summary } from './lib/stats.js'
+import type { Row, Section } from './lib/table.js'
+import { startProviderChild } from './sessions.js'
+import type { BenchContext } from './run.js'
+import { cpuPercent, procSample, udpRcvbufErrors } from './lib/timing.js'
+
+const WRITE = 64 * 1024
+const PING = 100
+const SIZE = Number(process.env.BENCH_TUNNEL_MB ?? 200) * 1e6
+const ROUNDS = 2
+const PINGS = 2000
+const GETS = 2000
+
+// ------------------------------------------------------------------ raw Hyperswarm, server side
+
+function serveRaw(conn: NoiseSecretStream): void {
+  const block = Buffer.alloc(WRITE, 0x42)
+  let buf = Buffer.alloc(0)
+  let echo = false
+  conn.on('data', (data: Buffer) => {
+    if (echo) {
+      conn.write(data)
+      return
+    }
+    buf = Buffer.concat([buf, data])
+    while (!echo && buf.length >= 9) {
+      const cmd = String.fromCharCode(buf[0]!)
+      const size = Number(buf.readBigUInt64BE(1))
+      const rest = buf.subarray(9)
+      buf = Buffer.alloc(0)
+      if (cmd === 'E') {
+        echo = true
+        if (rest.length) conn.write(rest)
+      } else if (cmd === 'T') {
+        let left = size
+        const pump = (): void => {
+          while (left > 0) {
+            const n = Math.min(left, WRITE)
+            left -= n
+            if (!conn.write(n === WRITE ? block : block.subarray(0, n))) {
+              conn.once('drain', pump)
+              return
+            }
+          }
+        }
+        pump()
+        buf = rest
+      }
+    }
+  })
+}
+
+// ------------------------------------------------------------------ raw Hyperswarm, client side
+
+class RawClient {
+  private waiting: ((b: Buffer) => void) | null = null
+  constructor(readonly conn: NoiseSecretStream) {
+    conn.on('data', (b: Buffer) => this.waiting?.(b))
+  }
+
+  throughput(size: number): Promise<{ bytes: number; ms: number }> {
+    return new Promise((resolve) => {
+      let got = 0
+      const t0 = performance.now()
+      this.waiting = (b) => {
+        got += b.length
+        if (got >= size) {
+          this.waiting = null
+          resolve({ bytes: got, ms: performance.now() - t0 })
+        }
+      }
+      const head = Buffer.alloc(9)
+      head.write('T', 0)
+      head.writeBigUInt64BE(BigInt(size), 1)
+      this.conn.write(head)
+    })
+  }
+
+  async pings(n: number): Promise<number[]> {
+    const head = Buffer.alloc(9)
+    head.write('E', 0)
+    this.conn.write(head)
+    const msg = Buffer.alloc(PING, 0x70)
+    const rtts: number[] = []
+    for (let i = 0; i < n; i++) {
+      rtts.push(
+        await new Promise<number>((resolve) => {
+          let got = 0
+          const t0 = performance.now()
+          this.waiting = (b) => {
+            got += b.length
+            if (got >= PING) {
+              this.waiting = null
+              resolve(performance.now() - t0)
+            }
+          }
+          this.conn.write(msg)
+        }),
+      )
+    }
+    return rtts
+  }
+}
+
+/** Experiment switch (BENCH_RCVBUF=<bytes>): UDP receive buffer of the DHT's sockets; not used by npm run bench. */
+async function rcvbuf(swarm: ReturnType<typeof createSwarm>): Promise<void> {
+  const size = Number(process.env.BENCH_RCVBUF ?? 0)
+  if (!size) return
+  await swarm.dht.ready()
+  const io = (swarm.dht as unknown as { io: { serverSocket: { setRecvBufferSize(n: number): number }; clientSocket: { setRecvBufferSize(n: number): number } } }).io
+  io.serverSocket.setRecvBufferSize(size)
+  io.clientSocket.setRecvBufferSize(size)
+}
+
+async function rawServer(bootstrap: Array<{ host: string; port: number }>): Promise<void> {
+  const swarm = createSwarm({ keyPair: DHT.keyPair(), bootstrap })
+  await rcvbuf(swarm)
+  swarm.on('connection', (conn: NoiseSecretStream) => serveRaw(conn))
+  await (swarm as unknown as { listen(): Promise<void> }).listen()
+  serveCommands({}, () => swarm.destroy())
+  tell('ready', { publicKey: swarm.keyPair.publicKey.toString('hex') })
+}
+
+async function rawClient(bootstrap: Array<{ host: string; port: number }>, serverKey: string): Promise<void> {
+  const swarm = createSwarm({ keyPair: DHT.keyPair(), bootstrap })
+  await rcvbuf(swarm)
+  const conn = await new Promise<NoiseSecretStream>((resolve) => {
+    swarm.once('connection', (c: NoiseSecretStream) => resolve(c))
+    swarm.joinPeer(Buffer.from(serverKey, 'hex'))
+  })
+  const client = new RawClient(conn)
+  await client.throughput(16e6) // warm-up
+  serveCommands(
+    {
+      throughput: async (m) => client.throughput(Number(m.size)),
+      pings: async (m) => ({ rtts: await client.pings(Number(m.n)) }),
+    },
+    () => swarm.destroy(),
+  )
+  tell('ready')
+}
+
+// ------------------------------------------------------------------ tunnel customer
+
+interface CustomerOpts {
+  bootstrap: Array<{ host: string; port: number }>
+  mint: string
+  providerPubkey: string
+  providerSwarmKey: string
+  backend: string
+  dir: string
+}
+
+async function tunnelCustomer(o: CustomerOpts): Promise<void> {
+  const identity = await loadOrCreateIdentity(o.dir)
+  const refundKey = await loadOrCreatePaymentKey(o.dir)
+  const wallet = new Wallet({ dataDir: join(o.dir, 'wallet'), mintUrl: o.mint })
+  await wallet.load()
+  await wallet.fund(400, { pollMs: 20 })
+  const session = new RentedSession({
+    identity,
+    funds: walletFunds(wallet, o.mint, refundKey),
+    kind: 5100,
+    budget: 300,
+    bootstrap: o.bootstrap,
+    providerPubkey: o.providerPubkey,
+    providerSwarmKey: o.providerSwarmKey,
+    port: 0,
+  })
+  const firstAck = new Promise<void>((resolve) => session.once('ack', () => resolve()))
+  let ended = ''
+  session.on('end', (s: { reason: string }) => (ended = s.reason))
+  await session.start()
+  await firstAck
+  serveCommands({ spent: () => ({ spent: session.client.spent, ended }) }, async () => void (await session.stop('bench done')))
+  tell('ready', { proxy: session.proxy!.url.replace(/\/$/, '') })
+}
+
+// ------------------------------------------------------------------ the browser: HTTP through the proxy, and direct
+
+async function browser(proxy: string, backend: string): Promise<void> {
+  const tunnelAgent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const directAgent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const check = (r: { status: number }, what: string) => {
+    if (r.status !== 200) throw new Error(`${what}: HTTP ${r.status}`)
+  }
+  // warm-up: connections, JIT, the gateway's backend pool
+  for (let i = 0; i < 200; i++) {
+    check(await httpGet(`${proxy}/small`, tunnelAgent), 'tunnel GET')
+    check(await httpGet(`${backend}/small`, directAgent), 'direct GET')
+  }
+  check(await httpGet(`${proxy}/download?size=${16e6}`, tunnelAgent), 'tunnel download')
+  serveCommands(
+    {
+      download: async (m) => {
+        const via = m.via === 'direct' ? backend : proxy
+        const r = await httpGet(`${via}/download?size=${Number(m.size)}`, m.via === 'direct' ? directAgent : tunnelAgent)
+        check(r, `${String(m.via)} download`)
+        if (r.bytes !== Number(m.size)) throw new Error(`download got ${r.bytes} of ${Number(m.size)} bytes`)
+        return { bytes: r.bytes, ms: r.ms }
+      },
+      latency: async (m) => {
+        const direct: number[] = []
+        const tunnel: number[] = []
+        const n = Number(m.n)
+        for (let block = 0; block < n / 250; block++) {
+          for (let i = 0; i < 250; i++) {
+            const r = await httpGet(`${backend}/small`, directAgent)
+            check(r, 'direct GET')
+            direct.push(r.ms)
+          }
+          for (let i = 0; i < 250; i++) {
+            const r = await httpGet(`${proxy}/small`, tunnelAgent)
+            check(r, 'tunnel GET')
+            tunnel.push(r.ms)
+          }
+        }
+        return { direct, tunnel }
+      },
+    },
+    async () => {
+      tunnelAgent.destroy()
+      directAgent.destroy()
+    },
+  )
+  tell('ready')
+}
+
+// ------------------------------------------------------------------ runner side
+
+export async function benchTunnel(ctx: BenchContext): Promise<Section> {
+  const boot = JSON.stringify(ctx.devnet.bootstrap)
+  const children: BenchChild[] = []
+  const child = (name: string, file: string, args: string[]) => {
+    const c = new BenchChild(name, benchFile(file), args, { logDir: ctx.logDir })
+    children.push(c)
+    return c
+  }
+  try {
+    const backendChild = child('tunnel-backend', 'lib/backend-child.ts', [])
+    const backend = String((await backendChild.next('ready', 30_000)).origin)
+    const provider = await startProviderChild(ctx, 'tunnel-provider', { backendUrl: backend })
+    children.push(provider.child)
+    const server = child('raw-server', 'tunnel.ts', ['raw-server', boot])
+    const { publicKey } = await server.next('ready', 30_000)
+    const client = child('raw-client', 'tunnel.ts', ['raw-client', boot, String(publicKey)])
+    const opts: CustomerOpts = { bootstrap: ctx.devnet.bootstrap, mint: ctx.devnet.mint, providerPubkey: provider.pubkey, providerSwarmKey: provider.swarmKey, backend, dir: ctx.dir('tunnel-customer') }
+    const customer = child('tunnel-customer', 'tunnel.ts', ['tunnel-customer', JSON.stringify(opts)])
+    const [, custReady] = await Promise.all([client.next('ready', 60_000), customer.next('ready', 60_000)])
+    const web = child('tunnel-browser', 'tunnel.ts', ['browser', String(custReady.proxy), backend])
+    await web.next('ready', 60_000)
+
+    const raw: number[] = []
+    const tun: number[] = []
+    // CPU of both ends during each download (% of one core), and UDP receive-buffer drops
+    const rawCpu: string[] = []
+    const tunCpu: string[] = []
+    let rawDrops = 0
+    let tunDrops = 0
+    const during = async <T>(pids: [number, number], f: () => Promise<T>): Promise<{ r: T; cpu: string; drops: number }> => {
+      const a = pids.map(procSample)
+      const d0 = udpRcvbufErrors()
+      const r = await f()
+      const b = pids.map(procSample)
+      return { r, cpu: `${fmt(cpuPercent(a[0]!, b[0]!))}%/${fmt(cpuPercent(a[1]!, b[1]!))}%`, drops: udpRcvbufErrors() - d0 }
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      const r = await during([server.pid, client.pid], async () => (await client.request('throughput', { size: SIZE }, 60_000)) as unknown as { bytes: number; ms: number })
+      raw.push(mbps(r.r.bytes, r.r.ms))
+      rawCpu.push(r.cpu)
+      rawDrops += r.drops
+      const t = await during([provider.child.pid, customer.pid], async () => (await web.request('download', { size: SIZE, via: 'tunnel' }, 90_000)) as unknown as { bytes: number; ms: number })
+      tun.push(mbps(t.r.bytes, t.r.ms))
+      tunCpu.push(t.cpu)
+      tunDrops += t.drops
+    }
+    const d = (await web.request('download', { size: SIZE, via: 'direct' }, 60_000)) as unknown as { bytes: number; ms: number }
+    const directMbps = mbps(d.bytes, d.ms)
+    const { rtts } = (await client.request('pings', { n: PINGS }, 60_000)) as unknown as { rtts: number[] }
+    const lat = (await web.request('latency', { n: GETS }, 90_000)) as unknown as { direct: number[]; tunnel: number[] }
+    const spent = (await customer.request('spent')) as unknown as { spent: number; ended: string }
+
+    const rawBest = Math.max(...raw)
+    const tunBest = Math.max(...tun)
+    const ping: Summary = summarize(rtts)
+    const dl: Summary = summarize(lat.direct)
+    const tl: Summary = summarize(lat.tunnel)
+    const added = tl.p50 - dl.p50
+    const rows: Row[] = [
+      {
+        group: '3 tunnel',
+        figure: `HTTP download through a paid session (proxy → P2P → gateway → backend), ${fmt(SIZE / 1e6)} MB`,
+        value: `${fmt(tunBest, 1)} MB/s`,
+        reference: `raw Hyperswarm stream ${fmt(rawBest, 1)} MB/s`,
+        ratio: fmt(tunBest / rawBest, 2),
+        target: '≥ 0.8',
+        verdict: tunBest / rawBest >= 0.8 ? 'pass' : 'FAIL',
+      },
+      {
+        group: '3 tunnel',
+        figure: 'small GET (64 B body), keep-alive, p50 / p99',
+        value: `${fmt(tl.p50, 3)} / ${fmt(tl.p99, 3)} ms`,
+        reference: `direct to backend ${fmt(dl.p50, 3)} / ${fmt(dl.p99, 3)} ms`,
+        ratio: `+${fmt(added, 3)} ms at p50`,
+        target: '≤ +0.5 ms at p50',
+        verdict: added <= 0.5 ? 'pass' : 'FAIL',
+      },
+      {
+        group: '3 tunnel',
+        figure: 'raw Hyperswarm round trip, 100 B, p50 / p99',
+        value: `${fmt(ping.p50, 3)} / ${fmt(ping.p99, 3)} ms`,
+        verdict: 'info',
+      },
+    ]
+    const notes = [
+      `3 tunnel: downloads of ${fmt(SIZE / 1e6)} MB, best of ${ROUNDS} alternating rounds — raw ${raw.map((x) => fmt(x, 1)).join(', ')} MB/s; tunnel ${tun.map((x) => fmt(x, 1)).join(', ')} MB/s; direct HTTP from the backend (no tunnel) ${fmt(directMbps, 1)} MB/s. Raw: two processes, one Hyperswarm (Noise/UDX) connection on the devnet DHT, 64 kB writes with backpressure. Tunnel: four processes as in use — backend (plain node:http), provider (Provider with its gateway, bench/lib/provider-child.ts), customer (RentedSession with its local proxy: what dvm-session runs) and the HTTP client (the browser's part); ${spent.spent} sats paid during the bench. CPU during each download (raw: sender/receiver; tunnel: provider/customer; % of one core): raw ${rawCpu.join(', ')}; tunnel ${tunCpu.join(', ')}. UDP datagrams dropped for a full receive buffer (machine-wide) during the downloads: raw ${rawDrops}, tunnel ${tunDrops}.`,
+      `3 tunnel: latency from ${GETS} GETs each way, interleaved in blocks of 250, one keep-alive connection each; tunnel p50/p90/p99/max ${fmt(tl.p50, 3)}/${fmt(tl.p90, 3)}/${fmt(tl.p99, 3)}/${fmt(tl.max, 2)} ms, direct ${fmt(dl.p50, 3)}/${fmt(dl.p90, 3)}/${fmt(dl.p99, 3)}/${fmt(dl.max, 2)} ms; raw 100 B ping-pong over ${PINGS} round trips.`,
+    ]
+    return { rows, notes }
+  } finally {
+    await Promise.allSettled(children.reverse().map((c) => c.stop()))
+  }
+}
+
+if (isMain(import.meta.url)) {
+  const [role, a, b] = process.argv.slice(2)
+  const run =
+    role === 'raw-server' ? rawServer(JSON.parse(a!))
+    : role === 'raw-client' ? rawClient(JSON.parse(a!), b!)
+    : role === 'tunnel-customer' ? tunnelCustomer(JSON.parse(a!) as CustomerOpts)
+    : role === 'browser' ? browser(a!, b!)
+    : Promise.reject(new Error(`unknown role ${role}`))
+  run.catch(fatal)
+}
