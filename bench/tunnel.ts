@@ -179,6 +179,10 @@ interface CustomerOpts {
 }
 
 async function tunnelCustomer(o: CustomerOpts): Promise<void> {
+  if (process.env.BENCH_EXPERIMENT_WRITEV) {
+    const { experimentWritev } = await import('./lib/provider-child-experiments.js')
+    experimentWritev((await import('../src/wire/stream.js')).WireStream.prototype)
+  }
   const identity = await loadOrCreateIdentity(o.dir)
   const refundKey = await loadOrCreatePaymentKey(o.dir)
   const wallet = new Wallet({ dataDir: join(o.dir, 'wallet'), mintUrl: o.mint })
@@ -306,6 +310,7 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
     const { rtts } = (await client.request('pings', { n: PINGS }, 60_000)) as unknown as { rtts: number[] }
     const lat = (await web.request('latency', { n: GETS }, 90_000)) as unknown as { direct: number[]; tunnel: number[] }
     const spent = (await customer.request('spent')) as unknown as { spent: number; ended: string }
+    if (process.env.BENCH_DEBUG_FRAMES) ctx.log(`tunnel: provider WireStream write sizes (≤ bytes: count): ${JSON.stringify((await provider.child.request('write-sizes')).sizes)}`)
 
     const rawBest = Math.max(...raw)
     const tunBest = Math.max(...tun)

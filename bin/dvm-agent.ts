@@ -31,6 +31,9 @@ interface AgentFlags extends GlobalOptions {
   about?: string
   allowPath: string[]
   denyPath: string[]
+  maxJobs: string
+  minPrice: string
+  name?: string
   subKind?: string
   subBudget: string
   subProvider?: string
@@ -48,6 +51,9 @@ const program = addGlobalOptions(
     .addOption(new Option('--mint <url>', 'accepted mint, repeatable (default: the devnet mint)').argParser(collect).default([]))
     .addOption(new Option('--relay <url>', 'Nostr relay, repeatable (default: the devnet relay)').argParser(collect).default([]))
     .addOption(new Option('--max-sessions <n>', 'concurrent paid sessions').env('DVM_MAX_SESSIONS').default('100'))
+    .addOption(new Option('--max-jobs <n>', 'relay (NIP-90) jobs running at once').env('DVM_MAX_JOBS').default('4'))
+    .addOption(new Option('--min-price <sats>', 'relay jobs priced below this are free').default('1'))
+    .addOption(new Option('--name <name>', 'display name in the profile and NIP-89 handlers'))
     .addOption(new Option('--grace <seconds>', 'how long a session may go unpaid before it ends').default('5'))
     .addOption(new Option('--skill <file>', 'skill descriptor JSON (default: built from the processor)'))
     .addOption(new Option('--about <text>', 'one line about this provider for its NIP-89 handler'))
@@ -108,6 +114,10 @@ program.action(async (flags: AgentFlags) => {
       graceMs: parseIntFlag('grace', flags.grace, 0, 600) * 1000,
       skill: flags.skill ? loadSkillFile(flags.skill) : undefined,
       about: flags.about,
+      name: flags.name,
+      relays: flags.relay.length ? flags.relay : (g.devnet?.relays ?? []),
+      maxJobs: parseIntFlag('max-jobs', flags.maxJobs, 1, 1000),
+      minPrice: parseIntFlag('min-price', flags.minPrice, 0),
       log: (m) => out.log(m),
     })
     await provider.start()

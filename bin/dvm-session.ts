@@ -2,7 +2,7 @@
 // dvm-session: rent a provider, pay per tick, browse its backend on localhost. Thin CLI over src/customer.
 import { Option } from 'commander'
 import { addGlobalOptions, createProgram, fail, resolveGlobals, type GlobalOptions } from '../src/cli/options.js'
-import { parseIntFlag } from '../src/cli/collect.js'
+import { collect, parseIntFlag } from '../src/cli/collect.js'
 import { loadOrCreateIdentity, parsePubkey } from '../src/identity/nostr-key.js'
 import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 import { Wallet } from '../src/payments/wallet.js'
@@ -24,6 +24,7 @@ interface SessionFlags extends GlobalOptions {
   mint?: string
   proxy: boolean
   lockSeconds: string
+  relay: string[]
 }
 
 const program = addGlobalOptions(
@@ -37,7 +38,8 @@ const program = addGlobalOptions(
     .addOption(new Option('--no-proxy', 'no local proxy (pay for time, use generate)'))
     .addOption(new Option('--duration <seconds>', 'end the session after this long'))
     .addOption(new Option('--mint <url>', "the wallet's mint (default: the devnet mint)").env('DVM_MINT'))
-    .addOption(new Option('--lock-seconds <s>', 'locktime of proofs locked to the provider').default('1200')),
+    .addOption(new Option('--lock-seconds <s>', 'locktime of proofs locked to the provider').default('1200'))
+    .addOption(new Option('--relay <url>', 'choose the provider from NIP-89 handlers on these relays (repeatable; default: the devnet relay)').argParser(collect).default([])),
 )
 
 program.action(async (flags: SessionFlags) => {
@@ -70,6 +72,7 @@ program.action(async (flags: SessionFlags) => {
       port: flags.proxy ? parseIntFlag('port', flags.port, 0, 65535) : null,
       host: flags.host,
       lockSeconds: parseIntFlag('lock-seconds', flags.lockSeconds, 1),
+      relays: flags.relay.length ? flags.relay : g.devnet?.relays,
       expectedMs: flags.duration ? parseIntFlag('duration', flags.duration, 1) * 1000 : undefined,
     })
     out.attach(session)

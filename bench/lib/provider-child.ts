@@ -48,7 +48,37 @@ interface MintRequest {
   status?: number
 }
 
+/** BENCH_DEBUG_FRAMES=1 (experiments only): sizes of the chunks the tunnel streams are given to send. */
+const writeSizes = new Map<number, number>()
+async function watchWrites(): Promise<void> {
+  const { WireStream } = await import('../../src/wire/stream.js')
+  if (process.env.BENCH_EXPERIMENT_WRITEV) experimentWritev(WireStream.prototype)
+  if (!process.env.BENCH_DEBUG_FRAMES) return
+  const proto = WireStream.prototype as unknown as { _write(chunk: Buffer, enc: string, cb: () => void): void }
+  const orig = proto._write
+  proto._write = function (chunk, enc, cb) {
+    const bucket = 2 ** Math.ceil(Math.log2(Math.max(1, chunk.length)))
+    writeSizes.set(bucket, (writeSizes.get(bucket) ?? 0) + 1)
+    return orig.call(this, chunk, enc, cb)
+  }
+}
+
+/**
+ * BENCH_EXPERIMENT_WRITEV=1 (experiments only, never in npm run bench): what a
+ * WireStream._writev that sends corked chunks as one frame, and skips empty
+ * ones, would change. Used to size a suggestion for src/wire/stream.ts.
+ */
+export function experimentWritev(proto: object): void {
+  const p = proto as { _write(chunk: Buffer, enc: string, cb: (err?: Error | null) => void): void; _writev?: (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void) => void }
+  p._writev = function (chunks, cb) {
+    const bufs = chunks.map((c) => c.chunk).filter((b) => b.length > 0)
+    if (bufs.length === 0) return cb()
+    this._write(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs), 'buffer', cb)
+  }
+}
+
 async function main(): Promise<void> {
+  await watchWrites()
   const opts = JSON.parse(process.env.BENCH_PROVIDER ?? '{}') as ProviderChildOptions
   mkdirSync(opts.dataDir, { recursive: true })
   const requests: MintRequest[] = []
@@ -115,6 +145,7 @@ async function main(): Promise<void> {
   serveCommands(
     {
       'mint-requests': () => ({ requests }),
+      'write-sizes': () => ({ sizes: Object.fromEntries([...writeSizes].sort((a, b) => a[0] - b[0])) }),
       redeemer: () => ({ stats: provider.redeemer.stats(), counts: provider.store.counts() }),
       sessions: () => ({ active: provider.p2p.activeSessions, refused, logs: logs.slice(-20) }),
       /** event-loop delay since the last call (ms): how late the provider's thread ran its work */

@@ -31,6 +31,7 @@ export class SessionConsole {
   }
 
   attach(s: RentedSession): void {
+    s.on('chosen', (c: { pubkey: string }) => this.emit('chosen', c, `chose provider ${c.pubkey.slice(0, 16)}… from its NIP-89 handler on the relays`))
     s.on('connected', (l: { pubkey: string }) => this.emit('connected', { provider: l.pubkey }, `connected to provider ${l.pubkey.slice(0, 16)}… (identity verified on this connection)`))
     s.on('open', (a: { tickMs: number; session: string }) => {
       const p = s.skill.pricing

@@ -5,6 +5,9 @@ import type { SkillDescriptor } from '../skills/descriptor.js'
 import { startLocalProxy, type LocalProxy } from '../tunnel/local-proxy.js'
 import { TunnelRefusedError } from '../tunnel/refusal.js'
 import { connectToProvider, type ProviderLink } from './connect.js'
+import { discoverProviders } from './discovery.js'
+import { loadNostrCrypto } from '../nostr/events.js'
+import { RelayPool } from '../nostr/relay-client.js'
 import { SessionClient, type SessionSummary } from './session-client.js'
 import type { SessionFunds } from './session-funds.js'
 
@@ -26,6 +29,27 @@ export interface RentOptions {
   connectTimeoutMs?: number
   /** try to get back to the same provider for this long after the connection drops */
   reconnectMs?: number
+  /** Nostr relays to choose a provider from (NIP-89 handlers and heartbeats); without them, the swarm topic */
+  relays?: string[]
+}
+
+/**
+ * Pick a provider from the relays: the best available NIP-89 handler for the
+ * kind (online, free capacity, within the price limit). Its swarm key lets us
+ * dial it directly. Null when the relays have none or cannot be reached.
+ */
+export async function chooseFromRelays(relays: string[], kind: number, opts: { providerPubkey?: string; maxPerMinute?: number; timeoutMs?: number } = {}): Promise<{ pubkey: string; swarmKey: string } | null> {
+  const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays, connectTimeoutMs: opts.timeoutMs ?? 3000 })
+  try {
+    const found = await discoverProviders(pool, kind, { timeoutMs: opts.timeoutMs ?? 3000, ...(opts.providerPubkey ? { authors: [opts.providerPubkey] } : {}) })
+    const ok = found.filter((c) => (opts.providerPubkey ? true : c.available) && (opts.maxPerMinute === undefined || (c.handler.pricing.perMinute ?? Infinity) <= opts.maxPerMinute))
+    const best = ok[0]
+    return best ? { pubkey: best.pubkey, swarmKey: best.handler.swarmKey } : null
+  } catch {
+    return null
+  } finally {
+    pool.close()
+  }
 }
 
 /**
@@ -50,14 +74,23 @@ export class RentedSession extends EventEmitter {
   }
 
   async start(): Promise<void> {
-    const { swarm, link } = await connectToProvider({
-      identity: this.opts.identity,
-      bootstrap: this.opts.bootstrap,
-      kind: this.opts.kind,
+    const base = { identity: this.opts.identity, bootstrap: this.opts.bootstrap, kind: this.opts.kind }
+    let found: Awaited<ReturnType<typeof connectToProvider>> | null = null
+    if (this.opts.relays?.length && !this.opts.providerSwarmKey) {
+      const chosen = await chooseFromRelays(this.opts.relays, this.opts.kind, { providerPubkey: this.opts.providerPubkey, maxPerMinute: this.opts.maxPerMinute })
+      if (chosen) {
+        this.emit('chosen', chosen)
+        // a handler can outlive its provider (killed, no offline beat): dial briefly, then fall back to the topic
+        found = await connectToProvider({ ...base, providerPubkey: chosen.pubkey, providerSwarmKey: chosen.swarmKey, timeoutMs: 5000 }).catch(() => null)
+      }
+    }
+    found ??= await connectToProvider({
+      ...base,
       providerPubkey: this.opts.providerPubkey,
       providerSwarmKey: this.opts.providerSwarmKey,
       timeoutMs: this.opts.connectTimeoutMs,
     })
+    const { swarm, link } = found
     this.swarm = swarm
     this.link = link
     this.emit('connected', link)

@@ -12,6 +12,10 @@ import { Wallet } from '../payments/wallet.js'
 import { createGateway, type Gateway } from '../tunnel/gateway.js'
 import type { PathPolicyOptions } from '../tunnel/path-policy.js'
 import { P2PService, type TickAcceptor } from './p2p-service.js'
+import { RelayJobService } from './relay-jobs.js'
+import { Announcer } from './announce.js'
+import { loadNostrCrypto } from '../nostr/events.js'
+import { RelayPool } from '../nostr/relay-client.js'
 import { validatePricing, type Pricing } from './pricing.js'
 
 export interface ProviderOptions {
@@ -36,6 +40,16 @@ export interface ProviderOptions {
   redeemAgeMs?: number
   skill?: SkillDescriptor
   about?: string
+  /** display name in the profile and handlers (default: the skill's name) */
+  name?: string
+  /** Nostr relays: NIP-90 jobs are served and the provider is announced there; none = P2P only */
+  relays?: string[]
+  /** relay jobs running at once */
+  maxJobs?: number
+  /** relay jobs priced below this many sats are free */
+  minPrice?: number
+  /** heartbeat interval (ms) */
+  heartbeatMs?: number
   log?: (msg: string) => void
 }
 
@@ -52,6 +66,10 @@ export class Provider extends EventEmitter {
   readonly store: ReceivedStore
   readonly gateway: Gateway | null
   readonly skill: SkillDescriptor
+  private readonly verifier: TickVerifier
+  relayJobs: RelayJobService | null = null
+  announcer: Announcer | null = null
+  private pool: RelayPool | null = null
   private constructor(
     readonly opts: ProviderOptions,
     parts: { wallet: Wallet; paymentKey: PaymentKey; redeemer: Redeemer; store: ReceivedStore; keys: MintKeyCache; gateway: Gateway | null; skill: SkillDescriptor; verifier: TickVerifier },
@@ -63,6 +81,7 @@ export class Provider extends EventEmitter {
     this.store = parts.store
     this.gateway = parts.gateway
     this.skill = parts.skill
+    this.verifier = parts.verifier
     const { verifier, redeemer, gateway } = parts
     const acceptor: TickAcceptor = {
       accept: (session, proof, mint) => verifier.accept(session, proof, mint),
@@ -154,9 +173,65 @@ export class Provider extends EventEmitter {
       () => {},
     )
     await this.p2p.start()
+    if (this.opts.relays?.length) await this.startRelays(this.opts.relays)
+  }
+
+  /**
+   * NIP-90 jobs and announcements. Never blocks or breaks the P2P side: a
+   * relay that is down is retried by the pool, and P2P sessions go on.
+   */
+  private async startRelays(relays: string[]): Promise<void> {
+    const log = (m: string) => this.opts.log?.(m)
+    const crypto = await loadNostrCrypto()
+    this.pool = new RelayPool({ crypto, relays })
+    const { pricing, kinds, identity } = this.opts
+    const name = this.opts.name ?? this.skill.name
+    const about = this.opts.about ?? this.skill.about ?? `dvm-agent provider for kinds ${kinds.join(', ')}`
+    this.relayJobs = new RelayJobService({
+      identity,
+      relays: this.pool,
+      kinds,
+      processor: this.opts.processor,
+      crypto,
+      pricing: { perJob: pricing.perJob },
+      minPrice: this.opts.minPrice ?? 1,
+      wallet: this.wallet,
+      mintUrl: this.opts.mints[0],
+      acceptedMints: this.opts.mints,
+      paymentPrivkey: this.paymentKey.privkey,
+      offlineProofs: this.verifier,
+      onOfflineProofs: (jobId) => void this.redeemer.sessionEnded(jobId).catch(() => {}),
+      maxJobs: this.opts.maxJobs ?? 4,
+      log,
+    })
+    this.announcer = new Announcer({
+      identity,
+      pool: this.pool,
+      crypto,
+      handlers: kinds.map((kind) => ({
+        kind,
+        name,
+        about,
+        skill: this.skill as unknown as Record<string, unknown>,
+        pricing: { perMinute: pricing.perMinute, perRequest: pricing.perJob, perChunk: 1 / pricing.chunksPerSat },
+        mints: this.opts.mints,
+        swarmKey: this.swarmPublicKey,
+      })),
+      profile: { name, about, bot: true },
+      capacity: () => ({ free: this.p2p.freeCapacity, max: this.opts.maxSessions ?? 100 }),
+      intervalMs: this.opts.heartbeatMs ?? 60_000,
+      onError: (what, reason) => log(`could not publish ${what}: ${reason}`),
+    })
+    this.relayJobs.start().catch((err: Error) => log(`relay jobs did not start: ${err.message}`))
+    this.announcer.start().catch((err: Error) => log(`announcing failed: ${err.message}`))
   }
 
   async stop(): Promise<void> {
+    // say offline first, while the relays are still connected; a relay that is down gets 2 s, not its full timeout
+    const bounded = (p: Promise<unknown> | undefined) => Promise.race([p?.catch(() => {}), new Promise((r) => setTimeout(r, 2000).unref())])
+    await bounded(this.announcer?.stop())
+    await bounded(this.relayJobs?.stop())
+    this.pool?.close()
     await this.p2p.stop()
     await this.gateway?.close()
     await this.redeemer.redeemAll().catch(() => [])
