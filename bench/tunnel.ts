@@ -2,16 +2,23 @@
  * 3. Tunnel throughput and latency against raw Hyperswarm, same run.
  *
  * Reference: two processes (raw-server, raw-client) joined by one Hyperswarm
- * connection on the devnet; the server writes N bytes in 64 kB writes, the
- * client times the request to the last byte; then 100-byte ping-pongs.
- * Figure: a provider process (bench/lib/provider-child.ts) with the bench
- * backend behind its gateway, and a customer process running a paid
- * RentedSession (the dvm-session code) with its local proxy; the customer
- * downloads N bytes from the backend through local proxy → P2P stream →
- * gateway → backend, and times small GETs through the proxy and directly to
- * the backend (both keep-alive, one connection, interleaved in blocks).
- * Raw and tunnel downloads alternate (raw, tunnel, raw, tunnel) and the best
- * of each counts, so a burst of load from elsewhere hits both alike.
+ * connection on the devnet; the server writes N bytes in 64 kB writes with
+ * backpressure, the client times its request to the last byte; then 100-byte
+ * ping-pongs.
+ * Figure: four processes, as in real use — a backend (plain node:http), a
+ * provider (bench/lib/provider-child.ts: Provider with its gateway in front
+ * of that backend), a customer running a paid RentedSession with its local
+ * proxy (what dvm-session runs), and an HTTP client (the browser's part). The
+ * client downloads N bytes through local proxy → P2P stream → gateway →
+ * backend, and times small GETs through the proxy and directly to the backend
+ * (keep-alive, one connection each, interleaved in blocks of 250).
+ * Raw and tunnel downloads alternate (raw, tunnel, raw, tunnel, …) and the
+ * best of each counts, so a burst of load from elsewhere hits both alike.
+ *
+ * Experiments (not part of npm run bench): BENCH_DEBUG_FRAMES=1 logs the
+ * sizes of the writes the provider's tunnel streams get;
+ * BENCH_EXPERIMENT_WRITEV=1 see bench/lib/experiments.ts; BENCH_CPU_PROF=<dir>
+ * profiles every child (bench/lib/child.ts).
  */
 import http from 'node:http'
 import { join } from 'node:path'
@@ -34,7 +41,7 @@ import { cpuPercent, procSample, udpRcvbufErrors } from './lib/timing.js'
 const WRITE = 64 * 1024
 const PING = 100
 const SIZE = Number(process.env.BENCH_TUNNEL_MB ?? 200) * 1e6
-const ROUNDS = 2
+const ROUNDS = 3
 const PINGS = 2000
 const GETS = 2000
 
@@ -180,7 +187,7 @@ interface CustomerOpts {
 
 async function tunnelCustomer(o: CustomerOpts): Promise<void> {
   if (process.env.BENCH_EXPERIMENT_WRITEV) {
-    const { experimentWritev } = await import('./lib/provider-child-experiments.js')
+    const { experimentWritev } = await import('./lib/experiments.js')
     experimentWritev((await import('../src/wire/stream.js')).WireStream.prototype)
   }
   const identity = await loadOrCreateIdentity(o.dir)

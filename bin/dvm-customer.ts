@@ -6,6 +6,7 @@ import { Option } from 'commander'
 import { nip19 } from 'nostr-tools'
 import { addGlobalOptions, createProgram, fail, resolveGlobals, type GlobalOptions } from '../src/cli/options.js'
 import { collect, parseIntFlag } from '../src/cli/collect.js'
+import { runP2PCommand } from '../src/customer/p2p-command.js'
 import { loadOrCreateIdentity, parsePubkey } from '../src/identity/nostr-key.js'
 import type { JobInput } from '../src/processors/types.js'
 import { loadNostrCrypto } from '../src/nostr/events.js'
@@ -36,6 +37,8 @@ interface CustomerFlags extends GlobalOptions {
   timeout: string
   via: string
   discover: boolean
+  budget: string
+  maxPrice?: string
 }
 
 const program = addGlobalOptions(
@@ -53,6 +56,8 @@ const program = addGlobalOptions(
     .addOption(new Option('--mint <url>', "the wallet's mint, for paying invoices (default: the devnet mint)").env('DVM_MINT'))
     .addOption(new Option('--timeout <seconds>', 'give up (and cancel the job) after this long').default('120'))
     .addOption(new Option('--via <transport>', 'relay: NIP-90 over Nostr relays; p2p: over Hyperswarm').choices(['relay', 'p2p']).default('relay'))
+    .addOption(new Option('--budget <sats>', 'p2p: the most this job may cost, paid per chunk as output arrives').default('50'))
+    .addOption(new Option('--max-price <sats>', 'p2p: refuse providers asking more than this per 100 chunks of output'))
     .addOption(new Option('--no-discover', 'without --provider, publish an open request instead of looking up providers (NIP-89)')),
 ).addHelpText('after', `
 Examples:
@@ -100,8 +105,32 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
   }
   let pool: RelayPool | undefined
   try {
-    if (flags.via === 'p2p') throw new Error('--via=p2p is not available in dvm-customer yet; use --via=relay, or dvm-session for P2P')
     const kind = parseIntFlag('kind', flags.kind, 5000, 5999)
+    if (flags.via === 'p2p') {
+      const mintUrl = flags.mint ?? g.devnet?.mint
+      if (!mintUrl) throw new Error('no mint: pass --mint=<url> or --devnet=<dir>')
+      const text = promptWords.join(' ')
+      if (text.trim().length === 0) throw new Error('the prompt is empty; give the job some input')
+      process.exitCode = await runP2PCommand({
+        identity: await loadOrCreateIdentity(g.dataDir),
+        dataDir: g.dataDir,
+        mintUrl,
+        kind,
+        input: [{ type: flags.inputType as JobInput['type'], value: text }],
+        params: parseParams(flags.param),
+        output: flags.output,
+        budget: parseIntFlag('budget', flags.budget, 1),
+        maxPrice: flags.maxPrice !== undefined ? parseIntFlag('max-price', flags.maxPrice, 1) : undefined,
+        providerPubkey: flags.provider ? parsePubkey(flags.provider) : undefined,
+        bootstrap: g.devnet?.bootstrap,
+        relays: flags.relay.length > 0 ? flags.relay : g.devnet?.relays,
+        timeoutMs: parseIntFlag('timeout', flags.timeout, 1, 86_400) * 1000,
+        json,
+      })
+      // the swarm's sockets must not keep a finished command alive
+      setImmediate(() => process.exit())
+      return
+    }
     const bidMsats = flags.bid !== undefined ? parseIntFlag('bid', flags.bid, 0) : undefined
     const timeoutSec = parseIntFlag('timeout', flags.timeout, 1, 86_400)
     const params = parseParams(flags.param)

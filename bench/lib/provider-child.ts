@@ -19,6 +19,7 @@ import type { Pricing } from '../../src/provider/pricing.js'
 import { startBackend, type Backend } from './backend.js'
 import { fatal, serveCommands, tell } from './child.js'
 import { writeKeyCache, type FakeMintKey } from './fake-mint.js'
+import { experimentWritev } from './experiments.js'
 
 export interface ProviderChildOptions {
   dataDir: string
@@ -60,20 +61,6 @@ async function watchWrites(): Promise<void> {
     const bucket = 2 ** Math.ceil(Math.log2(Math.max(1, chunk.length)))
     writeSizes.set(bucket, (writeSizes.get(bucket) ?? 0) + 1)
     return orig.call(this, chunk, enc, cb)
-  }
-}
-
-/**
- * BENCH_EXPERIMENT_WRITEV=1 (experiments only, never in npm run bench): what a
- * WireStream._writev that sends corked chunks as one frame, and skips empty
- * ones, would change. Used to size a suggestion for src/wire/stream.ts.
- */
-export function experimentWritev(proto: object): void {
-  const p = proto as { _write(chunk: Buffer, enc: string, cb: (err?: Error | null) => void): void; _writev?: (chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void) => void }
-  p._writev = function (chunks, cb) {
-    const bufs = chunks.map((c) => c.chunk).filter((b) => b.length > 0)
-    if (bufs.length === 0) return cb()
-    this._write(bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs), 'buffer', cb)
   }
 }
 
