@@ -92,7 +92,7 @@ program.action(async (flags: SessionFlags) => {
   closePrompt = out.prompt(session, {
     onQuit: () => quit('customer quit'),
     onGenerate: async (text) => {
-      const r = await runP2PJob(session.client, { kind: session.client.accept ? Number(flags.kind) : 0, input: [{ type: 'text', value: text }] }, {
+      const r = await runP2PJob(session.client, { kind: Number(flags.kind), input: [{ type: 'text', value: text }] }, {
         onChunk: (t) => (g.json ? out.emit('chunk', { data: t }) : process.stdout.write(t)),
       })
       out.emit('job', { status: r.status, chunks: r.chunks, error: r.error }, `\njob ${r.status}: ${r.chunks} chunks${r.error ? ` (${r.error})` : ''}`)

@@ -57,7 +57,7 @@ describe('dvm-session', () => {
     expect(end.balance).toBe(50 - locked)
   })
 
-  it('the prompt answers status, skill and quit', async () => {
+  it('the prompt answers status, skill, generate and quit', async () => {
     const c = await agents.customer(20)
     const p = session(c.dataDir, '--no-proxy', '--budget=20')
     await p.waitFor(/"type":"ack"/)
@@ -65,6 +65,8 @@ describe('dvm-session', () => {
     await p.waitFor(/"type":"status"/)
     p.write('skill\n')
     await p.waitFor(/"type":"skill"/)
+    p.write('generate hello paid world\n')
+    await p.waitFor(/"type":"job","status":"success"/)
     p.write('frobnicate\n')
     await p.waitFor(/unknown command/)
     p.write('quit\n')
@@ -74,6 +76,7 @@ describe('dvm-session', () => {
     const status = out.find((l) => l.type === 'status')!
     expect(status.spent).toBeGreaterThanOrEqual(1)
     expect((out.find((l) => l.type === 'skill')!.skill as { kinds: number[] }).kinds).toEqual([5100, 5050])
+    expect(out.filter((l) => l.type === 'chunk').map((l) => l.data).join('')).toBe('hello paid world')
     expect(out.at(-1)).toMatchObject({ type: 'end', reason: 'customer quit' })
   })
 

@@ -136,10 +136,10 @@ describe('dvm-customer (relay mode, devnet)', () => {
     expect(proc.stderr).toMatch(/no result within 2 s and no provider answered/)
   })
 
-  it('says p2p is not available here yet', async () => {
+  it('--via=p2p with an empty wallet says how to fund it, and pays nothing', async () => {
     const { proc, code } = await customer(['--via', 'p2p', 'x'])
     expect(code).toBe(1)
-    expect(proc.stderr).toMatch(/--via=p2p is not available/)
+    expect(proc.stderr).toMatch(/is empty; fund it first: dvm-wallet fund/)
   })
 
   it('uses the identity in its data dir', async () => {

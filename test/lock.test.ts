@@ -11,19 +11,9 @@ import { schnorr } from '@noble/curves/secp256k1.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js'
 import { getEncodedToken } from '@cashu/cashu-ts'
-import {
-  blindSecret,
-  hashToCurve,
-  normalizePubkey,
-  p2pkSecret,
-  pubkeyOf,
-  randomOutput,
-  readP2PKLock,
-  sameXOnly,
-  signP2PKWitness,
-  unblind,
-} from '../src/payments/lock.js'
-import { parseP2PKSecret } from '../src/payments/p2pk.js'
+import { blindSecret, randomOutput, unblind } from '../src/payments/lock.js'
+import { hashToCurve } from '../src/payments/hash-to-curve.js'
+import { SchnorrSigner, claimsP2PKLock, makeP2PKSecret, normalizePubkey, parseP2PKSecret, pubkeyOf, sameXOnly } from '../src/payments/p2pk.js'
 import { decodeToken, encodeToken, normalizeMintUrl, sameMint } from '../src/payments/token.js'
 import { ProofStore, currentOwner, ownerAlive, storePath, totals } from '../src/payments/proof-store.js'
 
@@ -74,7 +64,7 @@ describe('NUT-11 lock secrets', () => {
   const refund = pubkeyOf(privkey())
 
   it('writes every tag value as a string, SIG_INPUTS explicit, readable by the provider-side parser', () => {
-    const secret = p2pkSecret({ pubkey: payee, locktime: 1_900_000_000, refundPubkey: refund })
+    const secret = makeP2PKSecret({ pubkey: payee, locktime: 1_900_000_000, refundKeys: [refund] })
     const [kind, body] = JSON.parse(secret) as [string, { data: string; nonce: string; tags: unknown[][] }]
     expect(kind).toBe('P2PK')
     expect(body.data).toBe(payee)
@@ -88,14 +78,22 @@ describe('NUT-11 lock secrets', () => {
     if (parsed.ok) {
       expect(parsed.secret).toMatchObject({ pubkey: payee, locktime: 1_900_000_000, refundKeys: [refund], sigflag: 'SIG_INPUTS' })
     }
-    expect(readP2PKLock(secret)).toEqual({ pubkey: payee, locktime: 1_900_000_000, refund: [refund] })
-    expect(readP2PKLock(randomOutput(1, '00aabbccddeeff00').secret)).toBeUndefined()
+    expect(claimsP2PKLock(secret)).toBe(true)
+    expect(parseP2PKSecret(randomOutput(1, '00aabbccddeeff00').secret)).toMatchObject({ ok: false, code: 'not-locked' })
+    expect(claimsP2PKLock(randomOutput(1, '00aabbccddeeff00').secret)).toBe(false)
+  })
+
+  it('keeps refusing to receive a P2PK secret a mint would read as unlocked (numeric locktime, as cashu-ts writes it)', () => {
+    const numeric = JSON.stringify(['P2PK', { nonce: 'ab', data: payee, tags: [['locktime', 1_900_000_000], ['refund', refund]] }])
+    expect(parseP2PKSecret(numeric)).toMatchObject({ ok: false, code: 'not-locked' })
+    expect(claimsP2PKLock(numeric)).toBe(true)
   })
 
   it('rejects bad keys and locktimes with a clear message', () => {
-    expect(() => p2pkSecret({ pubkey: 'zz', locktime: 1, refundPubkey: refund })).toThrow(/payee key "zz" is not a secp256k1 public key/)
-    expect(() => p2pkSecret({ pubkey: payee, locktime: 1.5, refundPubkey: refund })).toThrow(/locktime/)
+    expect(() => makeP2PKSecret({ pubkey: 'zz', locktime: 1, refundKeys: [refund] })).toThrow(/payee key "zz" is not a secp256k1 public key/)
+    expect(() => makeP2PKSecret({ pubkey: payee, locktime: 1.5, refundKeys: [refund] })).toThrow(/locktime/)
     expect(() => normalizePubkey('04' + 'ab'.repeat(32))).toThrow(/not a secp256k1 public key/)
+    expect(() => makeP2PKSecret({ pubkey: '02' + '11'.repeat(32), locktime: 1, refundKeys: [refund] })).toThrow(/payee key .* is not a point on secp256k1/)
     // an x-only key (as Nostr prints it) is taken with an even-y prefix
     expect(normalizePubkey(payee.slice(2).toUpperCase())).toBe('02' + payee.slice(2))
     expect(sameXOnly(payee, '03' + payee.slice(2))).toBe(true)
@@ -103,8 +101,8 @@ describe('NUT-11 lock secrets', () => {
 
   it('witness is a BIP-340 signature over sha256(secret) by the key, as nutshell checks it', () => {
     const sk = privkey()
-    const secret = p2pkSecret({ pubkey: pubkeyOf(sk), locktime: 1_900_000_000, refundPubkey: refund })
-    const { signatures } = JSON.parse(signP2PKWitness(secret, sk)) as { signatures: string[] }
+    const secret = makeP2PKSecret({ pubkey: pubkeyOf(sk), locktime: 1_900_000_000, refundKeys: [refund] })
+    const { signatures } = JSON.parse(new SchnorrSigner(sk).witness(secret)) as { signatures: string[] }
     expect(signatures).toHaveLength(1)
     const xonly = hexToBytes(pubkeyOf(sk).slice(2))
     expect(schnorr.verify(hexToBytes(signatures[0]!), sha256(utf8ToBytes(secret)), xonly)).toBe(true)
@@ -112,7 +110,7 @@ describe('NUT-11 lock secrets', () => {
   })
 
   it('blinds lock secrets like any other secret', () => {
-    const secret = p2pkSecret({ pubkey: payee, locktime: 1_900_000_000, refundPubkey: refund })
+    const secret = makeP2PKSecret({ pubkey: payee, locktime: 1_900_000_000, refundKeys: [refund] })
     const a = blindSecret(secret, 1, '00aabbccddeeff00')
     const b = blindSecret(secret, 1, '00aabbccddeeff00')
     expect(a.B_).not.toBe(b.B_) // fresh blinding factor each time

@@ -170,7 +170,7 @@ print(verify_schnorr_signature(d["secret"].encode("utf-8"), PublicKey(bytes.from
   })
 
   it('reads only what the mint reads as locked', () => {
-    const pk = '02' + '11'.repeat(32)
+    const pk = '02' + '79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798' // G: makeP2PKSecret takes only keys on the curve
     const ok = parseP2PKSecret(makeP2PKSecret({ pubkey: pk, locktime: 1_900_000_000, refundKeys: ['03' + '22'.repeat(32)] }))
     expect(ok.ok && ok.secret.locktime === 1_900_000_000 && ok.secret.refundKeys.length === 1 && ok.secret.sigflag === 'SIG_INPUTS').toBe(true)
     // cashu-ts createP2PKData writes a numeric locktime: nutshell then treats the proof as unlocked.

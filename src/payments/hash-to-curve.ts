@@ -8,7 +8,7 @@
  * big-endian, as Cashu puts them on the wire (hex).
  */
 import secp from 'secp256k1'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 
 /** `Secp256k1_HashToCurve_Cashu_`, the NUT-00 domain separator. */
 const DOMAIN_SEPARATOR = Buffer.from('Secp256k1_HashToCurve_Cashu_', 'utf8')
@@ -70,6 +70,14 @@ export function scalarFromHex(hex: unknown): Buffer | undefined {
   const b = hexBytes(hex, 32)
   if (!b || !secp.privateKeyVerify(b)) return undefined
   return b
+}
+
+/** A fresh random scalar in [1, n-1] (e.g. a blinding factor). */
+export function randomScalar(): Buffer {
+  for (;;) {
+    const k = randomBytes(32)
+    if (secp.privateKeyVerify(k)) return k
+  }
 }
 
 /** k·G (compressed unless told otherwise). Throws on an invalid scalar. */

@@ -1,20 +1,34 @@
-// Public surface of the payments package. Explicit names: several modules
-// define helpers with the same name (e.g. normalizeMintUrl, splitAmount).
+// Public surface of the payments package. Explicit names: a few modules
+// define helpers with the same name (normalizeMintUrl in token.ts and
+// mint-keys.ts, splitAmount in wallet-mint.ts and redeemer.ts). Curve and
+// P2PK code has one home each: hash-to-curve.ts, p2pk.ts, lock.ts (blinding).
 export { Wallet } from './wallet.js'
 export type { Balance, FundOptions, FundResult, LockForPayeeOptions, LockedProof, MeltResult, ReceiveResult, ReclaimResult, RecoveryReport, WalletHooks, WalletOptions } from './wallet.js'
 export { ProofStore, listWalletMints, storePath } from './proof-store.js'
 export type { LockInfo, Operation, ProofState, SentToken, SpentReason, WalletFile } from './proof-store.js'
 export { decodeToken, encodeToken, normalizeMintUrl as normalizeWalletMintUrl, sameMint, sumAmounts } from './token.js'
 export type { DecodedToken } from './token.js'
-export { normalizePubkey, p2pkSecret, proofY, pubkeyOf, readP2PKLock, sameXOnly, signP2PKWitness } from './lock.js'
+export { blindSecret, randomOutput, unblind, unblindWithKey } from './lock.js'
+export type { BlindedOutput, UnblindedProof } from './lock.js'
 // Provider side of ticks: payment key, offline verification, durable store, batched redemption.
 export { loadOrCreatePaymentKey, paymentKeyFromPrivkey, PAYMENT_KEY_FILE } from './payment-key.js'
 export type { PaymentKey } from './payment-key.js'
 export { hashToCurve, secretToY, secretToYHex } from './hash-to-curve.js'
 export { verifyProofDleq, verifyBlindSignatureDleq } from './dleq.js'
 export type { DleqProof, ProofLike } from './dleq.js'
-export { parseP2PKSecret, makeP2PKSecret, SchnorrSigner, signP2PKSecret, MAX_SECRET_LENGTH } from './p2pk.js'
-export type { P2PKSecret, P2PKParse, SigFlag } from './p2pk.js'
+export {
+  parseP2PKSecret,
+  claimsP2PKLock,
+  makeP2PKSecret,
+  normalizePubkey,
+  sameXOnly,
+  pubkeyOf,
+  SchnorrSigner,
+  signP2PKSecret,
+  withWitness,
+  MAX_SECRET_LENGTH,
+} from './p2pk.js'
+export type { P2PKLock, P2PKSecret, P2PKParse, SigFlag } from './p2pk.js'
 export { MintKeyCache, normalizeMintUrl, deriveKeysetIdV00, MINT_KEYS_FILE } from './mint-keys.js'
 export type { KeysetInfo, KeysetLookup, KeysetRefusalCode, MintKeyCacheOptions, MintRecord, MintSyncResult } from './mint-keys.js'
 export { ReceivedStore, RECEIVED_LOG_FILE } from './received-store.js'

@@ -15,9 +15,13 @@
  * `mint/conditions.py`): a BIP-340 Schnorr signature over sha256(UTF-8 bytes of
  * `proof.secret`), verified against the x-only form of the lock key, carried as
  * `proof.witness = JSON.stringify({signatures: [hex]})`.
+ *
+ * This is the one place that builds, reads and signs P2PK secrets, for the
+ * customer's wallet (lock and refund) and the provider (verify and redeem)
+ * alike; keys are secp256k1 on the native binding (hash-to-curve.ts).
  */
 import { randomBytes } from 'node:crypto'
-import { mulG, scalarFromHex, sha256 } from './hash-to-curve.js'
+import { mulG, pointFromHex, scalarFromHex, sha256 } from './hash-to-curve.js'
 
 export type SigFlag = 'SIG_INPUTS' | 'SIG_ALL'
 
@@ -137,8 +141,46 @@ export function parseP2PKSecret(secret: string): P2PKParse {
   }
 }
 
+/**
+ * Whether a secret *says* it is P2PK-locked (`["P2PK", {data: "<key>", …}]`),
+ * however loosely it is written. Deliberately looser than parseP2PKSecret: the
+ * wallet refuses to receive such proofs even when a mint might treat them as
+ * unlocked (e.g. cashu-ts's numeric locktime), since they were meant for the
+ * holder of the lock key.
+ */
+export function claimsP2PKLock(secret: string): boolean {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(secret)
+  } catch {
+    return false
+  }
+  if (!Array.isArray(parsed) || parsed[0] !== 'P2PK' || typeof parsed[1] !== 'object' || parsed[1] === null) return false
+  return typeof (parsed[1] as { data?: unknown }).data === 'string'
+}
+
+/**
+ * Accept a compressed secp256k1 key (66 hex, 02/03…) or an x-only key (64 hex,
+ * as Nostr prints them; BIP-340 verification ignores parity, so 02 is prefixed).
+ * Returns the compressed key in lowercase hex; throws if it is not on the curve.
+ */
+export function normalizePubkey(key: string, what = 'public key'): string {
+  const k = key.trim().toLowerCase()
+  const full = /^[0-9a-f]{64}$/.test(k) ? '02' + k : k
+  if (!/^0[23][0-9a-f]{64}$/.test(full)) {
+    throw new Error(`${what} "${key}" is not a secp256k1 public key (66 hex chars starting 02/03, or 64 hex chars x-only)`)
+  }
+  if (!pointFromHex(full)) throw new Error(`${what} "${key}" is not a point on secp256k1`)
+  return full
+}
+
+/** x-only comparison: a key matches whether written with 02 or 03 (BIP-340 ignores parity). */
+export function sameXOnly(a: string, b: string): boolean {
+  return normalizePubkey(a).slice(2) === normalizePubkey(b).slice(2)
+}
+
 export interface P2PKLock {
-  /** Lock key, 33-byte compressed hex ('02…' for a NIP-61 / dvm-agent payment key). */
+  /** Lock key (who can spend): compressed hex ('02…' for a NIP-61 / dvm-agent payment key), or x-only hex. */
   pubkey: string
   /** Unix seconds after which the refund keys can take the proof back. */
   locktime?: number
@@ -148,17 +190,18 @@ export interface P2PKLock {
 
 /**
  * Build a P2PK secret string the way every mint reads it: all tag values are
- * strings (see the module comment for why a numeric locktime is dangerous).
+ * strings (see the module comment for why a numeric locktime is dangerous),
+ * the sigflag is named explicitly, and every key is checked to be a point on
+ * the curve (a lock to a non-key could never be spent by the payee).
  */
 export function makeP2PKSecret(lock: P2PKLock, nonce: string = randomBytes(32).toString('hex')): string {
-  const tags: string[][] = []
+  const tags: string[][] = [['sigflag', lock.sigflag ?? 'SIG_INPUTS']]
   if (lock.locktime !== undefined) {
-    if (!Number.isSafeInteger(lock.locktime) || lock.locktime < 0) throw new Error(`locktime ${lock.locktime} is not a whole number of unix seconds`)
+    if (!Number.isSafeInteger(lock.locktime) || lock.locktime <= 0) throw new Error(`locktime ${lock.locktime} must be a positive whole number of unix seconds`)
     tags.push(['locktime', String(lock.locktime)])
   }
-  if (lock.refundKeys && lock.refundKeys.length > 0) tags.push(['refund', ...lock.refundKeys])
-  tags.push(['sigflag', lock.sigflag ?? 'SIG_INPUTS'])
-  return JSON.stringify(['P2PK', { nonce, data: lock.pubkey, tags }])
+  if (lock.refundKeys && lock.refundKeys.length > 0) tags.push(['refund', ...lock.refundKeys.map((k) => normalizePubkey(k, 'refund key'))])
+  return JSON.stringify(['P2PK', { nonce, data: normalizePubkey(lock.pubkey, 'payee key'), tags }])
 }
 
 // ---------------------------------------------------------------------------
@@ -181,6 +224,18 @@ function fromBig(x: bigint): Buffer {
   return Buffer.from(x.toString(16).padStart(64, '0'), 'hex')
 }
 
+/** A private key (32 bytes, or 64 hex characters) as a valid secp256k1 scalar, or a clear error. */
+function privkeyBytes(privkey: Uint8Array | string, what: string): Buffer {
+  const sk = scalarFromHex(typeof privkey === 'string' ? privkey.trim() : Buffer.from(privkey).toString('hex'))
+  if (!sk) throw new Error(`${what} is not a valid secp256k1 private key (64 hex characters, non-zero, below the curve order)`)
+  return sk
+}
+
+/** Compressed public key (hex) of a private key, as it stands (not even-y normalised). */
+export function pubkeyOf(privkey: Uint8Array | string): string {
+  return Buffer.from(mulG(privkeyBytes(privkey, 'the private key'))).toString('hex')
+}
+
 /** A signing key with its even-y normalisation and x-only public key precomputed. */
 export class SchnorrSigner {
   readonly #d: bigint
@@ -189,8 +244,7 @@ export class SchnorrSigner {
   readonly xOnly: Buffer
 
   constructor(privkey: Uint8Array | string) {
-    const sk = typeof privkey === 'string' ? scalarFromHex(privkey) : scalarFromHex(Buffer.from(privkey).toString('hex'))
-    if (!sk) throw new Error('the signing key is not a valid secp256k1 private key (64 hex characters, non-zero, below the curve order)')
+    const sk = privkeyBytes(privkey, 'the signing key')
     const P = mulG(sk)
     const d0 = toBig(sk)
     this.#d = P[0] === 0x02 ? d0 : N - d0
@@ -230,3 +284,8 @@ export function signP2PKSecret(secret: string, privkey: Uint8Array | string): st
   return new SchnorrSigner(privkey).signSecret(secret)
 }
 
+/** The same proof with a NUT-11 witness by `key` (a signer, or a private key for one proof). */
+export function withWitness<P extends { secret: string }>(proof: P, key: SchnorrSigner | Uint8Array | string): P & { witness: string } {
+  const signer = key instanceof SchnorrSigner ? key : new SchnorrSigner(key)
+  return { ...proof, witness: signer.witness(proof.secret) }
+}

@@ -39,6 +39,7 @@ import { join } from 'node:path'
 import { writeFileAtomic } from '../util/atomic-file.js'
 import { secretToYHex } from './hash-to-curve.js'
 import type { ProofLike } from './dleq.js'
+import type { BlindedOutput } from './lock.js'
 
 export type ReceivedState = 'held' | 'redeeming' | 'redeemed' | 'lost'
 
@@ -66,17 +67,7 @@ export interface ReceivedEntry {
 }
 
 /** One blinded output of a redemption swap, with what is needed to unblind it later. */
-export interface JournalOutput {
-  amount: number
-  /** Keyset id of the output. */
-  id: string
-  /** Secret of the new proof. */
-  secret: string
-  /** Blinding factor, hex. */
-  r: string
-  /** Blinded message, hex. */
-  B_: string
-}
+export type JournalOutput = BlindedOutput
 
 export interface RedeemJournal {
   batchId: string

@@ -26,7 +26,8 @@
  * proofs held and is retried with exponential backoff.
  */
 import { randomBytes } from 'node:crypto'
-import { add, mul, mulG, pointFromHex, secretToY, sub } from './hash-to-curve.js'
+import { pointFromHex } from './hash-to-curve.js'
+import { randomOutput, unblindWithKey } from './lock.js'
 import { verifyBlindSignatureDleq } from './dleq.js'
 import { SchnorrSigner } from './p2pk.js'
 import type { MintKeyCache } from './mint-keys.js'
@@ -316,18 +317,7 @@ export class Redeemer {
       if (!keyset) throw new RetryLaterError(`mint ${mint} has no active fee-free keyset to receive new proofs in`)
     }
     const total = entries.reduce((n, e) => n + (e.proof?.amount ?? 0), 0)
-    const outputs: JournalOutput[] = splitAmount(total, Object.keys(keyset.keys)).map((amount) => {
-      const secret = randomBytes(32).toString('hex')
-      let r = randomBytes(32)
-      for (;;) {
-        try {
-          const B_ = add(secretToY(secret), mulG(r))
-          return { amount, id: keyset.id, secret, r: r.toString('hex'), B_: Buffer.from(B_).toString('hex') }
-        } catch {
-          r = randomBytes(32) // r out of range (probability ~2^-128)
-        }
-      }
-    })
+    const outputs: JournalOutput[] = splitAmount(total, Object.keys(keyset.keys)).map((amount) => randomOutput(amount, keyset.id))
     const journal: RedeemJournal = { batchId: randomBytes(8).toString('hex'), mintUrl: mint, ys: entries.map((e) => e.y), outputs, startedAt: this.#now() }
     await this.#o.store.beginRedeem(journal)
     return this.#attemptSwap(journal, report)
@@ -415,18 +405,11 @@ export class Redeemer {
       const C_ = pointFromHex(sig.C_)
       if (!A || !C_) throw new RetryLaterError(`mint ${j.mintUrl} returned a signature for keyset ${sig.id} amount ${sig.amount} that cannot be unblinded`)
       if (sig.amount !== o.amount) throw new RetryLaterError(`mint ${j.mintUrl} signed amount ${sig.amount} for an output of ${o.amount}`)
-      const C = sub(C_, mul(A, Buffer.from(o.r, 'hex')))
       if (sig.dleq && !verifyBlindSignatureDleq(o.B_, sig.C_, sig.dleq, A)) {
         this.#stats.badDleqFromMint++
         this.#o.log?.(`mint ${j.mintUrl} returned a signature whose DLEQ proof does not verify (batch ${j.batchId}); depositing it anyway`)
       }
-      proofs.push({
-        id: sig.id,
-        amount: sig.amount,
-        secret: o.secret,
-        C: Buffer.from(C).toString('hex'),
-        ...(sig.dleq ? { dleq: { e: sig.dleq.e, s: sig.dleq.s, r: o.r } } : {}),
-      })
+      proofs.push(unblindWithKey(o, sig, A))
     })
     await this.#o.depositTo(j.mintUrl, proofs)
     await this.#o.store.finishRedeem(j.batchId)

@@ -15,7 +15,7 @@ import {
   type SerializedBlindedMessage,
   type SerializedBlindedSignature,
 } from '@cashu/cashu-ts'
-import { proofY } from './lock.js'
+import { secretToYHex } from './hash-to-curve.js'
 
 type CustomRequest = NonNullable<ConstructorParameters<typeof CashuMint>[1]>
 type RequestOptions = Parameters<CustomRequest>[0]
@@ -178,7 +178,7 @@ export class MintConnection {
     const out = new Map<string, 'UNSPENT' | 'PENDING' | 'SPENT'>()
     for (let i = 0; i < secrets.length; i += this.maxBatch) {
       const chunk = secrets.slice(i, i + this.maxBatch)
-      const ys = chunk.map(proofY)
+      const ys = chunk.map(secretToYHex)
       const { states } = await this.api.check({ Ys: ys })
       const byY = new Map(states.map((s) => [s.Y, s.state]))
       chunk.forEach((secret, j) => {

@@ -44,17 +44,8 @@ import {
   type SwapPurpose,
   type WalletFile,
 } from './proof-store.js'
-import {
-  blindSecret,
-  normalizePubkey,
-  p2pkSecret,
-  pubkeyOf,
-  randomOutput,
-  readP2PKLock,
-  sameXOnly,
-  unblind,
-  withWitness,
-} from './lock.js'
+import { blindSecret, randomOutput, unblind } from './lock.js'
+import { SchnorrSigner, claimsP2PKLock, makeP2PKSecret, normalizePubkey, parseP2PKSecret, pubkeyOf, sameXOnly, withWitness } from './p2pk.js'
 import { StoreConflict, asInput, dropOp, exactSubset, indexBySecret, journal, markSpent, pickInputs, revert, settle } from './wallet-ledger.js'
 import { decodeToken, encodeToken, normalizeMintUrl, sameMint, sumAmounts } from './token.js'
 import { MintConnection, describeMintError, isRejection, splitAmount } from './wallet-mint.js'
@@ -656,7 +647,7 @@ export class Wallet {
       )
     }
     if (decoded.unit !== 'sat') throw new Error(`this token is in unit "${decoded.unit}"; this wallet holds sats only`)
-    if (decoded.proofs.some((p) => readP2PKLock(p.secret))) {
+    if (decoded.proofs.some((p) => claimsP2PKLock(p.secret))) {
       throw new Error('this token holds P2PK-locked proofs; only the holder of the lock key can redeem them')
     }
     const file = await this.store.refresh()
@@ -827,7 +818,7 @@ export class Wallet {
             continue
           }
           const outputs: JournalOutput[] = [
-            ...Array.from({ length: count }, () => ({ ...blindSecret(p2pkSecret({ pubkey: payee, locktime: lock.locktime, refundPubkey: refund }), 1, keyset.id), role: 'locked' as const, lock })),
+            ...Array.from({ length: count }, () => ({ ...blindSecret(makeP2PKSecret({ pubkey: payee, locktime: lock.locktime, refundKeys: [refund] }), 1, keyset.id), role: 'locked' as const, lock })),
             ...change.map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const })),
           ]
           const proofs = await this.runSwap({ purpose: 'lock', inputs: sel.inputs, outputs })
@@ -873,11 +864,13 @@ export class Wallet {
     const result: ReclaimResult = { reclaimed: 0, alreadySpent: 0, stillPending: 0 }
     if (proofs.length === 0) return result
     const refundPub = pubkeyOf(refundPrivkey)
+    const signer = new SchnorrSigner(refundPrivkey)
     const now = Math.floor(Date.now() / 1000)
     for (const p of proofs) {
-      const lock = readP2PKLock(p.secret)
-      if (!lock) throw new Error(`proof ${p.secret.slice(0, 12)}… is not P2PK-locked; nothing to reclaim`)
-      if (!lock.refund.some((k) => sameXOnly(k, refundPub))) throw new Error('the given private key is not the refund key of these proofs')
+      const parsed = parseP2PKSecret(p.secret)
+      if (!parsed.ok) throw new Error(`proof ${p.secret.slice(0, 12)}… is not P2PK-locked; nothing to reclaim`)
+      const lock = parsed.secret
+      if (!lock.refundKeys.some((k) => sameXOnly(k, refundPub))) throw new Error('the given private key is not the refund key of these proofs')
       if (lock.locktime === undefined || lock.locktime >= now) {
         throw new Error(`these proofs are locked to the payee until ${lock.locktime ?? 'forever'} (now ${now}); reclaim them after that`)
       }
@@ -898,7 +891,7 @@ export class Wallet {
     }
     const file = await this.store.refresh()
     const index = indexBySecret(file)
-    const sign = (p: Proof) => withWitness(p, refundPrivkey)
+    const sign = (p: Proof) => withWitness(p, signer)
     for (let i = 0; i < unspent.length; i += this.mint.maxBatch - 64) {
       const batch = unspent.slice(i, i + this.mint.maxBatch - 64)
       const ours = batch.filter((p) => index.get(p.secret)?.state === 'locked').map((p) => index.get(p.secret)!.proof)
