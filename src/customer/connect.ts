@@ -2,7 +2,7 @@ import type Hyperswarm from 'hyperswarm'
 import type { NoiseSecretStream } from 'hyperswarm'
 import type { Identity } from '../identity/nostr-key.js'
 import { deriveSwarmKeyPair } from '../identity/swarm-key.js'
-import { Peer } from '../wire/peer.js'
+import { AGENT, Peer } from '../wire/peer.js'
 import { createSwarm } from '../wire/swarm.js'
 import { topicForKind } from '../wire/topic.js'
 import type { ControlMessage } from '../wire/protocol.js'
@@ -75,6 +75,8 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
           .then(async (pubkey) => {
             const s = await skill
             if (!Array.isArray(s.kinds) || !s.kinds.includes(opts.kind)) throw new Error(`provider ${pubkey.slice(0, 8)} does not list kind ${opts.kind}`)
+            // our side of the swap: who is asking and for what (informative; the provider may log it)
+            peer.send({ type: 'skill', skill: { name: 'dvm-agent customer', version: '1', role: 'customer', kinds: [opts.kind], agent: AGENT } })
             clearTimeout(timer)
             swarm.off('connection', onConn)
             resolve({ peer, pubkey, swarmKey: conn.remotePublicKey.toString('hex'), skill: s })

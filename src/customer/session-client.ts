@@ -147,7 +147,9 @@ export class SessionClient extends EventEmitter {
     const accept = this.accept!
     const remaining = this.opts.budget - this.lockedTotal
     const base = this.opts.batchTicks ?? defaultBatch(accept, this.opts.mode)
-    let size = this.lockedTotal === 0 ? Math.min(base, FIRST_BATCH) : base
+    // the first swap takes a whole budget of up to MAX_BATCH at once (one mint round trip
+    // for a short session); a bigger budget starts with a small swap so the first tick is quick
+    let size = this.lockedTotal === 0 ? (this.opts.budget <= MAX_BATCH ? this.opts.budget : Math.min(base, FIRST_BATCH)) : base
     if (this.opts.expectedMs) size = Math.min(size, Math.ceil(this.opts.expectedMs / accept.tickMs) + 1 - this.lockedTotal)
     // with proofs all sent and budget left, lock at least one whatever the estimate said
     return Math.min(remaining, Math.max(size, this.unsent.length === 0 ? 1 : 0))

@@ -5,9 +5,15 @@ import type { Channel, Message } from 'protomux'
 import { STREAM_PROTOCOL, StreamOpen, WireError } from './protocol.js'
 
 /** Largest data frame; bigger writes are split. */
-export const MAX_FRAME = 64 * 1024
+export const MAX_FRAME = 128 * 1024
 /** Bytes a sender may have in flight before the receiver grants more. Bounds buffering per stream. */
 export const WINDOW = 1024 * 1024
+/**
+ * Credit goes back in grants of at least this much: small request/response
+ * exchanges then cost no credit messages at all, and bulk transfers one per
+ * quarter window instead of one per frame.
+ */
+export const GRANT_BATCH = WINDOW / 4
 
 /**
  * One tunnel stream over a protomux channel, as a Node Duplex with its own
@@ -21,7 +27,10 @@ export class WireStream extends Duplex {
   private creditMsg!: Message<number>
   private endMsg!: Message<number>
   private credit = WINDOW
+  /** received but not yet consumed by our reader */
   private owed = 0
+  /** consumed by our reader, not yet granted back */
+  private consumed = 0
   private creditWaiter: (() => void) | null = null
   private remoteEnded = false
   private localEnded = false
@@ -84,7 +93,11 @@ export class WireStream extends Duplex {
   }
 
   private grant(n: number): void {
-    if (n > 0 && this.channel && !this.channel.closed) this.creditMsg.send(n)
+    this.consumed += n
+    if (this.consumed >= GRANT_BATCH && this.channel && !this.channel.closed) {
+      this.creditMsg.send(this.consumed)
+      this.consumed = 0
+    }
   }
 
   private onCredit(n: number): void {
