@@ -4,28 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ExecProcessor, splitCommand, type ExecOptions } from '../src/processors/exec.js'
-import type { Chunk, Job } from '../src/processors/types.js'
+import { collect, failure, job } from './helpers/processors.js'
 
 const NODE = JSON.stringify(process.execPath)
-
-function job(text: string, params: Record<string, string> = {}, extra: Partial<Job> = {}): Job {
-  return { id: 'job-1', kind: 5050, input: [{ type: 'text', value: text }], params, customer: 'ab'.repeat(32), ...extra }
-}
-
-async function collect(it: AsyncIterable<Chunk>): Promise<string[]> {
-  const out: string[] = []
-  for await (const c of it) out.push(typeof c === 'string' ? c : Buffer.from(c).toString())
-  return out
-}
-
-async function failure(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-  } catch (err) {
-    return (err as Error).message
-  }
-  throw new Error('expected a failure')
-}
 
 /** Alive and not a zombie (a container's PID 1 may never reap orphans). */
 function alive(pid: number): boolean {

@@ -1,28 +1,9 @@
 import { existsSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createProcessor, EchoProcessor, ExecProcessor, GroqProcessor, HttpProcessor, OllamaProcessor } from '../src/processors/index.js'
-import type { Chunk, Job } from '../src/processors/types.js'
 import { startFakeGroq, type FakeGroq } from './fixtures/fake-groq.js'
 import { startFakeOllama, type FakeOllama } from './fixtures/fake-ollama.js'
-
-function job(text: string): Job {
-  return { id: 'job-1', kind: 5050, input: [{ type: 'text', value: text }], params: {}, customer: 'ab'.repeat(32) }
-}
-
-async function text(it: AsyncIterable<Chunk>): Promise<string> {
-  let s = ''
-  for await (const c of it) s += typeof c === 'string' ? c : Buffer.from(c).toString()
-  return s
-}
-
-async function failure(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-  } catch (err) {
-    return (err as Error).message
-  }
-  throw new Error('expected a failure')
-}
+import { failure, job, text } from './helpers/processors.js'
 
 describe('createProcessor (--processor=…)', () => {
   let ollama: FakeOllama

@@ -1,42 +1,13 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { GroqProcessor, type GroqOptions } from '../src/processors/groq.js'
-import type { Chunk, Job } from '../src/processors/types.js'
 import { startFakeGroq, type FakeGroq } from './fixtures/fake-groq.js'
-
-function job(text: string, params: Record<string, string> = {}): Job {
-  return { id: 'job-1', kind: 5050, input: [{ type: 'text', value: text }], params, customer: 'ab'.repeat(32) }
-}
-
-async function collect(it: AsyncIterable<Chunk>): Promise<string[]> {
-  const out: string[] = []
-  for await (const c of it) out.push(typeof c === 'string' ? c : Buffer.from(c).toString())
-  return out
-}
-
-async function failure(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-  } catch (err) {
-    return (err as Error).message
-  }
-  throw new Error('expected a failure')
-}
+import { DEFAULT_TOKENS } from './fixtures/fake-server.js'
+import { abortAfterChunks, collect, failure, job, useFakeServer } from './helpers/processors.js'
 
 describe('groq processor against a fake Groq speaking OpenAI SSE', () => {
   let fake: FakeGroq
-  const DEFAULT_TOKENS = ['Hello', ',', ' world', '!']
+  useFakeServer(async () => (fake = await startFakeGroq()))
   const make = (o: Partial<GroqOptions> = {}) => new GroqProcessor({ apiKey: fake.apiKey, baseURL: fake.url, model: 'llama-3.1-8b-instant', maxRetries: 0, ...o })
-
-  beforeAll(async () => {
-    fake = await startFakeGroq()
-  })
-  afterEach(() => {
-    fake.script = { tokens: DEFAULT_TOKENS }
-    fake.requests.length = 0
-  })
-  afterAll(async () => {
-    await fake.close()
-  })
 
   it('refuses to start without an API key, saying where to get one', async () => {
     expect(await failure(new GroqProcessor({ baseURL: fake.url }).start())).toBe(
@@ -154,18 +125,9 @@ describe('groq processor against a fake Groq speaking OpenAI SSE', () => {
 
   it('stops promptly on abort mid-stream, and the server sees the client hang up', async () => {
     fake.script = { tokens: Array.from({ length: 50 }, (_, i) => `t${i} `), delayMs: 50 }
-    const ac = new AbortController()
     const disconnected = fake.waitForDisconnect(3000)
-    const got: string[] = []
-    let abortedAt = 0
-    for await (const c of make().run(job('hi'), ac.signal)) {
-      got.push(String(c))
-      if (got.length === 3) {
-        abortedAt = Date.now()
-        ac.abort()
-      }
-    }
-    expect(Date.now() - abortedAt).toBeLessThan(200)
+    const { got, stopMs } = await abortAfterChunks(3, (signal) => make().run(job('hi'), signal))
+    expect(stopMs).toBeLessThan(200)
     expect(got).toHaveLength(3)
     await disconnected
   })

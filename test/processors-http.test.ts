@@ -3,25 +3,9 @@ import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { HttpProcessor, eventPart } from '../src/processors/http.js'
 import type { Chunk, Job } from '../src/processors/types.js'
+import { abortAfterChunks, collectChunks, failure, job as textJob } from './helpers/processors.js'
 
-function job(text: string, params: Record<string, string> = {}): Job {
-  return { id: 'job-7', kind: 5100, input: [{ type: 'text', value: text }], params, customer: 'ab'.repeat(32) }
-}
-
-async function collect(it: AsyncIterable<Chunk>): Promise<Chunk[]> {
-  const out: Chunk[] = []
-  for await (const c of it) out.push(c)
-  return out
-}
-
-async function failure(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-  } catch (err) {
-    return (err as Error).message
-  }
-  throw new Error('expected a failure')
-}
+const job = (text: string, params: Record<string, string> = {}): Job => textJob(text, params, { id: 'job-7', kind: 5100 })
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -181,7 +165,7 @@ describe('http processor: the JSON/ndjson job backend', () => {
   })
 
   it('POSTs the job as JSON and streams ndjson events, understanding common shapes, until done', async () => {
-    const out = await collect(at('/ndjson').run(job('draw a cat', { steps: '20' }), new AbortController().signal))
+    const out = await collectChunks(at('/ndjson').run(job('draw a cat', { steps: '20' }), new AbortController().signal))
     expect(out.slice(0, 4)).toEqual(['a', 'b', 'c', 'd'])
     expect(out[4]).toBeInstanceOf(Uint8Array)
     expect([...(out[4] as Uint8Array)]).toEqual([0, 1, 2, 255])
@@ -193,34 +177,34 @@ describe('http processor: the JSON/ndjson job backend', () => {
   })
 
   it('streams SSE: JSON data by its text field, other data as text, until [DONE]', async () => {
-    expect(await collect(at('/sse').run(job('x'), new AbortController().signal))).toEqual(['Hi', 'plain\ntext'])
+    expect(await collectChunks(at('/sse').run(job('x'), new AbortController().signal))).toEqual(['Hi', 'plain\ntext'])
   })
 
   it('fails the job on an SSE error event', async () => {
-    expect(await failure(collect(at('/sse-error').run(job('x'), new AbortController().signal)))).toBe('the backend reported an error: GPU fell over')
+    expect(await failure(collectChunks(at('/sse-error').run(job('x'), new AbortController().signal)))).toBe('the backend reported an error: GPU fell over')
   })
 
   it('streams text, keeping multi-byte characters whole across reads', async () => {
-    expect((await collect(at('/text').run(job('x'), new AbortController().signal))).join('')).toBe('héllo €!')
+    expect((await collectChunks(at('/text').run(job('x'), new AbortController().signal))).join('')).toBe('héllo €!')
   })
 
   it('returns a plain JSON document whole, as it is', async () => {
-    expect(await collect(at('/json').run(job('x'), new AbortController().signal))).toEqual(['{"result": 42}'])
+    expect(await collectChunks(at('/json').run(job('x'), new AbortController().signal))).toEqual(['{"result": 42}'])
   })
 
   it('streams other types as bytes', async () => {
-    const out = await collect(at('/png').run(job('x'), new AbortController().signal))
+    const out = await collectChunks(at('/png').run(job('x'), new AbortController().signal))
     expect(Buffer.concat(out.map((c) => Buffer.from(c as Uint8Array)))[1]).toBe(0x50)
   })
 
   it('fails the job with the status and the tail of the body', async () => {
-    const msg = await failure(collect(at('/error500').run(job('x'), new AbortController().signal)))
+    const msg = await failure(collectChunks(at('/error500').run(job('x'), new AbortController().signal)))
     expect(msg).toMatch(/^the backend answered 500 Internal Server Error: …x+ CUDA out of memory$/)
     expect(msg.length).toBeLessThan(700)
   })
 
   it('never follows a redirect to another host', async () => {
-    const msg = await failure(collect(at('/redirect').run(job('x'), new AbortController().signal)))
+    const msg = await failure(collectChunks(at('/redirect').run(job('x'), new AbortController().signal)))
     expect(msg).toBe('the backend redirected (302); redirects are not followed, so the processor must point at the final URL')
   })
 
@@ -232,33 +216,24 @@ describe('http processor: the JSON/ndjson job backend', () => {
   })
 
   it('fails the job on an ndjson line that is not JSON', async () => {
-    expect(await failure(collect(at('/bad-ndjson').run(job('x'), new AbortController().signal)))).toBe('the backend sent an ndjson line that is not JSON: not json at all')
+    expect(await failure(collectChunks(at('/bad-ndjson').run(job('x'), new AbortController().signal)))).toBe('the backend sent an ndjson line that is not JSON: not json at all')
   })
 
   it('fails the job when the connection breaks mid-response', async () => {
-    expect(await failure(collect(at('/cut').run(job('x'), new AbortController().signal)))).toMatch(/^the connection to the backend broke after \d+ bytes/)
+    expect(await failure(collectChunks(at('/cut').run(job('x'), new AbortController().signal)))).toMatch(/^the connection to the backend broke after \d+ bytes/)
   })
 
   it('stops a response over the output cap', async () => {
-    expect(await failure(collect(at('/big', { maxOutputBytes: 5000 }).run(job('x'), new AbortController().signal)))).toBe('the backend sent more than 5000 bytes for one job; the job was stopped')
+    expect(await failure(collectChunks(at('/big', { maxOutputBytes: 5000 }).run(job('x'), new AbortController().signal)))).toBe('the backend sent more than 5000 bytes for one job; the job was stopped')
   })
 
   it('streams as the backend produces, and an abort closes the connection promptly', async () => {
-    const ac = new AbortController()
     const disconnected = backend.waitForDisconnect()
     const t0 = Date.now()
-    const got: Chunk[] = []
-    let abortedAt = 0
-    for await (const c of at('/slow').run(job('x'), ac.signal)) {
-      got.push(c)
-      if (got.length === 3) {
-        abortedAt = Date.now()
-        ac.abort()
-      }
-    }
+    const { got, abortedAt, stopMs } = await abortAfterChunks(3, (signal) => at('/slow').run(job('x'), signal))
     // 3 pieces at 100 ms each: they came as produced, not after the 4 s body.
     expect(abortedAt - t0).toBeLessThan(1500)
-    expect(Date.now() - abortedAt).toBeLessThan(200)
+    expect(stopMs).toBeLessThan(200)
     expect(got).toEqual(['0:', '1:', '2:'])
     await disconnected
   })
@@ -273,7 +248,7 @@ describe('http processor: the JSON/ndjson job backend', () => {
     const u = new URL(backend.url + '/error500')
     u.username = 'agent'
     u.password = 's3cret'
-    const msg = await failure(collect(new HttpProcessor({ url: u.toString() }).run(job('x'), new AbortController().signal)))
+    const msg = await failure(collectChunks(new HttpProcessor({ url: u.toString() }).run(job('x'), new AbortController().signal)))
     expect(msg).not.toContain('s3cret')
     expect(backend.seen.at(-1)!.headers.authorization).toBe(`Basic ${Buffer.from('agent:s3cret').toString('base64')}`)
   })

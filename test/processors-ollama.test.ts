@@ -1,42 +1,13 @@
 import { Ajv2020 } from 'ajv/dist/2020.js'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { OllamaProcessor, ollamaHost } from '../src/processors/ollama.js'
-import type { Chunk, Job } from '../src/processors/types.js'
 import { startFakeOllama, type FakeOllama } from './fixtures/fake-ollama.js'
-
-function job(text: string, params: Record<string, string> = {}): Job {
-  return { id: 'job-1', kind: 5050, input: [{ type: 'text', value: text }], params, customer: 'ab'.repeat(32) }
-}
-
-async function collect(it: AsyncIterable<Chunk>): Promise<string[]> {
-  const out: string[] = []
-  for await (const c of it) out.push(typeof c === 'string' ? c : Buffer.from(c).toString())
-  return out
-}
-
-async function failure(p: Promise<unknown>): Promise<string> {
-  try {
-    await p
-  } catch (err) {
-    return (err as Error).message
-  }
-  throw new Error('expected a failure')
-}
+import { DEFAULT_TOKENS } from './fixtures/fake-server.js'
+import { abortAfterChunks, collect, failure, job, useFakeServer } from './helpers/processors.js'
 
 describe('ollama processor against a fake Ollama speaking its wire format', () => {
   let fake: FakeOllama
-  const DEFAULT_TOKENS = ['Hello', ',', ' world', '!']
-
-  beforeAll(async () => {
-    fake = await startFakeOllama({ models: ['llama3.2:latest', 'qwen2.5:0.5b'] })
-  })
-  afterEach(() => {
-    fake.script = { tokens: DEFAULT_TOKENS }
-    fake.requests.length = 0
-  })
-  afterAll(async () => {
-    await fake.close()
-  })
+  useFakeServer(async () => (fake = await startFakeOllama({ models: ['llama3.2:latest', 'qwen2.5:0.5b'] })))
 
   it('reads OLLAMA_HOST the way the ollama CLI does', () => {
     expect(ollamaHost(undefined)).toBe('http://127.0.0.1:11434')
@@ -206,19 +177,10 @@ describe('ollama processor against a fake Ollama speaking its wire format', () =
   it('stops promptly on abort mid-stream, and the server sees the client hang up', async () => {
     fake.script = { tokens: Array.from({ length: 50 }, (_, i) => `t${i} `), delayMs: 50 }
     const p = new OllamaProcessor({ host: fake.host, model: 'llama3.2:latest' })
-    const ac = new AbortController()
     const disconnected = fake.waitForDisconnect(3000)
     const before = fake.disconnects
-    const got: string[] = []
-    let abortedAt = 0
-    for await (const c of p.run(job('hi'), ac.signal)) {
-      got.push(String(c))
-      if (got.length === 3) {
-        abortedAt = Date.now()
-        ac.abort()
-      }
-    }
-    expect(Date.now() - abortedAt).toBeLessThan(200)
+    const { got, stopMs } = await abortAfterChunks(3, (signal) => p.run(job('hi'), signal))
+    expect(stopMs).toBeLessThan(200)
     expect(got).toHaveLength(3)
     await disconnected
     expect(fake.disconnects).toBe(before + 1)

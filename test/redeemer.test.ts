@@ -1,11 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mkdtemp, rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { CashuMint, CashuWallet, OutputData } from '@cashu/cashu-ts'
-import { add, mulG, secretToY, secretToYHex } from '../src/payments/hash-to-curve.js'
-import { makeP2PKSecret, SchnorrSigner, type P2PKLock } from '../src/payments/p2pk.js'
+import { CashuMint, CashuWallet } from '@cashu/cashu-ts'
+import { secretToYHex } from '../src/payments/hash-to-curve.js'
+import { randomOutput } from '../src/payments/lock.js'
+import { SchnorrSigner, type P2PKLock } from '../src/payments/p2pk.js'
 import { loadOrCreatePaymentKey, paymentKeyFromPrivkey, type PaymentKey } from '../src/payments/payment-key.js'
 import { MintKeyCache } from '../src/payments/mint-keys.js'
 import { ReceivedStore } from '../src/payments/received-store.js'
@@ -14,47 +12,14 @@ import { Redeemer, type RedeemedProof } from '../src/payments/redeemer.js'
 import { startMint, type RunningMint } from '../src/devnet/mint.js'
 import { Wallet } from '../src/payments/wallet.js'
 import { devnet } from './helpers/devnet.js'
+import { fundedWallet, lockSwap, nowSec, useTempDirs, type Proof } from './helpers/cashu.js'
 
-// cashu-ts 2.5.3's .d.ts re-exports its model types without file extensions, which
-// NodeNext resolution drops; these are the shapes we use.
-type Proof = { amount: number; id: string; secret: string; C: string; dleq?: { e: string; s: string; r?: string }; witness?: string }
-
-
-const tmpDirs: string[] = []
-async function tmp(prefix = 'dvm-redeem-'): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), prefix))
-  tmpDirs.push(d)
-  return d
-}
-afterAll(async () => {
-  await Promise.all(tmpDirs.map((d) => rm(d, { recursive: true, force: true })))
-})
-
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
-const nowSec = () => Math.floor(Date.now() / 1000)
-
-function blind(secret: string, amount: number, keysetId: string): { output: OutputData; r: Buffer; B_: string } {
-  for (;;) {
-    const r = randomBytes(32)
-    try {
-      const B_ = hex(add(secretToY(secret), mulG(r)))
-      return { output: new OutputData({ amount, id: keysetId, B_ }, BigInt('0x' + r.toString('hex')), new TextEncoder().encode(secret)), r, B_ }
-    } catch {
-      /* r out of range */
-    }
-  }
-}
+const tmp = useTempDirs('dvm-redeem-')
 
 /** The customer side, on cashu-ts: fund from the FakeWallet mint, then one lock swap into 1-sat P2PK proofs. */
 async function lockedTicks(mintUrl: string, count: number, lock: P2PKLock): Promise<Proof[]> {
-  const wallet = new CashuWallet(new CashuMint(mintUrl), { unit: 'sat' })
-  await wallet.loadMint()
-  const quote = await wallet.createMintQuote(count)
-  for (let i = 0; i < 50 && (await wallet.checkMintQuote(quote.quote)).state !== 'PAID'; i++) await new Promise((r) => setTimeout(r, 100))
-  const funds = await wallet.mintProofs(count, quote.quote)
-  const outputs = Array.from({ length: count }, () => blind(makeP2PKSecret(lock), 1, wallet.keysetId).output)
-  const { send } = await wallet.swap(count, funds, { outputData: { send: outputs } })
-  return send
+  const { wallet, proofs } = await fundedWallet(mintUrl, count)
+  return lockSwap(wallet, proofs, count, 1, lock)
 }
 
 /** fetch that records every call (the mint round trips) and can be told to misbehave. */
@@ -220,7 +185,7 @@ describe('Redeemer on the shared devnet mint', () => {
     // The customer spends one tick via the refund path (locktime has passed).
     const t = ticks[0] as Proof
     const ks = p.keys.activeKeyset(mintUrl)!
-    const out = blind(randomBytes(32).toString('hex'), 1, ks.id)
+    const out = randomOutput(1, ks.id)
     const res = await fetch(`${mintUrl}/v1/swap`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -1,14 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { mkdtemp, rm, stat, readFile, appendFile } from 'node:fs/promises'
+import { stat, readFile, appendFile } from 'node:fs/promises'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { CashuMint, CashuWallet, OutputData, hasValidDleq } from '@cashu/cashu-ts'
+import { CashuWallet, hasValidDleq } from '@cashu/cashu-ts'
 import { schnorr } from '@noble/curves/secp256k1.js'
-import { hashToCurve, secretToY, secretToYHex, add, mulG } from '../src/payments/hash-to-curve.js'
+import { hashToCurve, secretToY, secretToYHex, mulG } from '../src/payments/hash-to-curve.js'
 import { verifyProofDleq } from '../src/payments/dleq.js'
-import { makeP2PKSecret, parseP2PKSecret, SchnorrSigner, type P2PKLock } from '../src/payments/p2pk.js'
+import { makeP2PKSecret, parseP2PKSecret, SchnorrSigner } from '../src/payments/p2pk.js'
 import { loadOrCreatePaymentKey, paymentKeyFromPrivkey } from '../src/payments/payment-key.js'
 import { MintKeyCache, deriveKeysetIdV00, normalizeMintUrl } from '../src/payments/mint-keys.js'
 import { ReceivedStore } from '../src/payments/received-store.js'
@@ -16,66 +15,19 @@ import { TickVerifier } from '../src/payments/tick-verifier.js'
 import { startMint, type RunningMint } from '../src/devnet/mint.js'
 import { defaultMintVenv } from '../src/devnet/paths.js'
 import { devnet } from './helpers/devnet.js'
+import { fundedWallet, hex, lockSwap, nowSec, outputFor, useTempDirs, type Proof } from './helpers/cashu.js'
 
 // cashu-ts 2.5.3's .d.ts re-exports its model types without file extensions, which
 // NodeNext resolution drops; these are the shapes we use.
-type Proof = { amount: number; id: string; secret: string; C: string; dleq?: { e: string; s: string; r?: string }; witness?: string }
 type MintKeys = { id: string; unit: string; keys: Record<number, string> }
 
-const tmpDirs: string[] = []
-async function tmp(prefix = 'dvm-tick-'): Promise<string> {
-  const d = await mkdtemp(join(tmpdir(), prefix))
-  tmpDirs.push(d)
-  return d
-}
-afterAll(async () => {
-  await Promise.all(tmpDirs.map((d) => rm(d, { recursive: true, force: true })))
-})
+const tmp = useTempDirs('dvm-tick-')
 
-const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
-const nowSec = () => Math.floor(Date.now() / 1000)
 function flipBit(h: string, bit = 0): string {
   const b = Buffer.from(h, 'hex')
   const i = b.length - 1 - Math.floor(bit / 8)
   b[i] = (b[i] as number) ^ (1 << bit % 8)
   return b.toString('hex')
-}
-
-/** Blinded outputs for secrets we choose (P2PK with string tags), for cashu-ts to send to the mint. */
-function outputsFor(secrets: string[], amount: number, keysetId: string): OutputData[] {
-  return secrets.map((secret) => {
-    for (;;) {
-      const r = randomBytes(32)
-      try {
-        const B_ = add(secretToY(secret), mulG(r))
-        return new OutputData({ amount, id: keysetId, B_: hex(B_) }, BigInt('0x' + r.toString('hex')), new TextEncoder().encode(secret))
-      } catch {
-        /* r out of range: draw again */
-      }
-    }
-  })
-}
-
-/** A funded cashu-ts wallet at `mintUrl` (FakeWallet pays invoices at once). */
-async function fundedWallet(mintUrl: string, amount: number): Promise<{ wallet: CashuWallet; proofs: Proof[] }> {
-  const wallet = new CashuWallet(new CashuMint(mintUrl), { unit: 'sat' })
-  await wallet.loadMint()
-  const quote = await wallet.createMintQuote(amount)
-  for (let i = 0; i < 50; i++) {
-    const q = await wallet.checkMintQuote(quote.quote)
-    if (q.state === 'PAID') break
-    await new Promise((r) => setTimeout(r, 100))
-  }
-  const proofs = await wallet.mintProofs(amount, quote.quote)
-  return { wallet, proofs }
-}
-
-/** One swap turning `proofs` into `count` proofs of `each` sats, locked as given (the customer's lock swap). */
-async function lockSwap(wallet: CashuWallet, proofs: Proof[], count: number, each: number, lock: P2PKLock): Promise<Proof[]> {
-  const keysetId = wallet.keysetId
-  const secrets = Array.from({ length: count }, () => makeP2PKSecret(lock))
-  const { send } = await wallet.swap(count * each, proofs, { outputData: { send: outputsFor(secrets, each, keysetId) } })
-  return send
 }
 
 describe('NUT-00 hash_to_curve', () => {
@@ -293,7 +245,7 @@ describe('tick verification against a real mint', () => {
     expect(verifier.verify(soon, mintUrl)).toMatchObject({ ok: false, code: 'locktime-too-close' })
     // The numeric-locktime secret cashu-ts' createP2PKData would make: nutshell reads it as unlocked.
     const numericSecret = JSON.stringify(['P2PK', { nonce: randomBytes(32).toString('hex'), data: payKey.pubkey, tags: [['locktime', locktime()], ['refund', customer.pubkey]] }])
-    const { send: numeric } = await wallet.swap(1, await take(1), { outputData: { send: outputsFor([numericSecret], 1, wallet.keysetId) } })
+    const { send: numeric } = await wallet.swap(1, await take(1), { outputData: { send: [outputFor(numericSecret, 1, wallet.keysetId)] } })
     expect(verifier.verify(numeric[0], mintUrl)).toMatchObject({ ok: false, code: 'not-locked' })
   })
 

@@ -1,8 +1,9 @@
 import Groq from 'groq-sdk'
-import type { ChatCompletionCreateParamsStreaming, ChatCompletionMessageParam } from 'groq-sdk/resources/chat/completions'
-import { isAbortError, isUnreachable, networkReason, safeUrl } from './net.js'
+import type { ChatCompletionCreateParamsStreaming } from 'groq-sdk/resources/chat/completions'
+import { chatInfo, chatMessages, streamChat } from './chat.js'
+import { isUnreachable, networkReason, safeUrl } from './net.js'
 import { defineParams, enumParam, integerParam, numberParam, stringParam, type ParamSpec } from './params.js'
-import { jobText, type Chunk, type Job, type Processor, type ProcessorInfo } from './types.js'
+import type { Chunk, Job, Processor, ProcessorInfo } from './types.js'
 
 export interface GroqOptions {
   /** GROQ_API_KEY */
@@ -92,15 +93,7 @@ export class GroqProcessor implements Processor {
 
   async describe(): Promise<ProcessorInfo> {
     const offered = await this.listModels()
-    const def = this.opts.model ?? offered[0]
-    const models = def ? [def, ...offered.filter((m) => m !== def)] : offered
-    return {
-      name: 'groq',
-      models,
-      output: 'text/plain',
-      paramsSchema: defineParams(paramSpecs(models, def)).schema,
-      features: ['streaming', 'chat'],
-    }
+    return chatInfo('groq', offered, this.opts.model ?? offered[0], (models, def) => defineParams(paramSpecs(models, def)).schema)
   }
 
   async *run(job: Job, signal: AbortSignal): AsyncIterable<Chunk> {
@@ -109,41 +102,27 @@ export class GroqProcessor implements Processor {
     if (!model) throw new Error('no model chosen: start the provider with --model or send the model param')
     if (signal.aborted) return
 
-    const messages: ChatCompletionMessageParam[] = []
-    if (p.system) messages.push({ role: 'system', content: p.system })
-    messages.push({ role: 'user', content: jobText(job) })
-    const body: ChatCompletionCreateParamsStreaming = { model, messages, stream: true }
+    const body: ChatCompletionCreateParamsStreaming = { model, messages: chatMessages(p.system, job), stream: true }
     if (p.max_tokens !== undefined) body.max_completion_tokens = p.max_tokens
     if (p.temperature !== undefined) body.temperature = p.temperature
     if (p.top_p !== undefined) body.top_p = p.top_p
     if (p.seed !== undefined) body.seed = p.seed
 
-    // Aborted in `finally` as well, so a consumer that stops iterating closes the connection.
-    const local = new AbortController()
-    const onAbort = () => local.abort()
-    signal.addEventListener('abort', onAbort, { once: true })
-    let received = false
     let finished = false
-    try {
-      const stream = await this.client().chat.completions.create(body, { signal: local.signal })
-      for await (const chunk of stream) {
-        if (signal.aborted) return
-        received = true
+    yield* streamChat(signal, {
+      open: (local) => this.client().chat.completions.create(body, { signal: local }),
+      text: (chunk) => {
         const choice = chunk.choices[0]
-        if (choice?.delta?.content) yield choice.delta.content
         if (choice?.finish_reason) finished = true
-      }
-      if (signal.aborted) return
+        return choice?.delta?.content ?? undefined
+      },
       // A body that ends without a finish_reason was cut short (a proxy or server died cleanly):
       // do not report a partial answer as a complete one.
-      if (!finished) throw new Error('the stream ended before the reply was complete')
-    } catch (err) {
-      if (signal.aborted || isAbortError(err)) return
-      throw new Error(this.explain(err, model, received))
-    } finally {
-      signal.removeEventListener('abort', onAbort)
-      local.abort()
-    }
+      ended: () => {
+        if (!finished) throw new Error('the stream ended before the reply was complete')
+      },
+      explain: (err, midReply) => this.explain(err, model, midReply),
+    })
   }
 
   /** Chat-capable models offered to this key; also proves the key works. */

@@ -1,7 +1,8 @@
-import { Ollama, type Message, type Options } from 'ollama'
-import { fetchWithSignal, fetchWithTimeout, isAbortError, isUnreachable, networkReason } from './net.js'
+import { Ollama, type Options } from 'ollama'
+import { chatInfo, chatMessages, streamChat } from './chat.js'
+import { fetchWithSignal, fetchWithTimeout, isUnreachable, networkReason } from './net.js'
 import { defineParams, enumParam, integerParam, numberParam, stringParam, type ParamSpec } from './params.js'
-import { jobText, type Chunk, type Job, type Processor, type ProcessorInfo } from './types.js'
+import type { Chunk, Job, Processor, ProcessorInfo } from './types.js'
 
 export interface OllamaOptions {
   /** OLLAMA_HOST: `host`, `host:port`, `:port` or a URL; default http://127.0.0.1:11434 */
@@ -81,16 +82,7 @@ export class OllamaProcessor implements Processor {
 
   async describe(): Promise<ProcessorInfo> {
     const installed = await this.listModels()
-    const def = this.defaultModel(installed)
-    // The default first: a customer reading the skill sees what it gets without asking.
-    const models = def ? [def, ...installed.filter((m) => m !== def)] : installed
-    return {
-      name: 'ollama',
-      models,
-      output: 'text/plain',
-      paramsSchema: defineParams(paramSpecs(models, def)).schema,
-      features: ['streaming', 'chat'],
-    }
+    return chatInfo('ollama', installed, this.defaultModel(installed), (models, def) => defineParams(paramSpecs(models, def)).schema)
   }
 
   async *run(job: Job, signal: AbortSignal): AsyncIterable<Chunk> {
@@ -99,9 +91,6 @@ export class OllamaProcessor implements Processor {
     if (!model) throw new Error('no model chosen: start the provider with --model or send the model param')
     if (signal.aborted) return
 
-    const messages: Message[] = []
-    if (p.system) messages.push({ role: 'system', content: p.system })
-    messages.push({ role: 'user', content: jobText(job) })
     const options: Partial<Options> = {}
     if (p.max_tokens !== undefined) options.num_predict = p.max_tokens
     if (p.temperature !== undefined) options.temperature = p.temperature
@@ -109,27 +98,12 @@ export class OllamaProcessor implements Processor {
     if (p.top_k !== undefined) options.top_k = p.top_k
     if (p.seed !== undefined) options.seed = p.seed
 
-    // Also aborted in `finally`, so a consumer that stops iterating closes the connection too.
-    const local = new AbortController()
-    const onAbort = () => local.abort()
-    signal.addEventListener('abort', onAbort, { once: true })
-    const client = new Ollama({ host: this.host, fetch: fetchWithSignal(local.signal) })
-    let received = false
-    try {
-      const stream = await client.chat({ model, messages, options, stream: true })
-      for await (const part of stream) {
-        if (signal.aborted) return
-        received = true
-        const text = part.message?.content
-        if (text) yield text
-      }
-    } catch (err) {
-      if (signal.aborted || isAbortError(err)) return
-      throw new Error(this.explain(err, model, received))
-    } finally {
-      signal.removeEventListener('abort', onAbort)
-      local.abort()
-    }
+    yield* streamChat(signal, {
+      // A client per job, its fetch tied to the job: aborting closes exactly this connection.
+      open: (local) => new Ollama({ host: this.host, fetch: fetchWithSignal(local) }).chat({ model, messages: chatMessages(p.system, job), options, stream: true }),
+      text: (part) => part.message?.content,
+      explain: (err, midReply) => this.explain(err, model, midReply),
+    })
   }
 
   private defaultModel(installed: readonly string[]): string | undefined {
