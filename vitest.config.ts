@@ -10,6 +10,5 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Two cores: more workers only add contention.
     maxWorkers: 2,
-    minWorkers: 1,
   },
 })

@@ -1,3 +1,4 @@
+import type { Filter } from 'nostr-tools/filter'
 import { afterEach, describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -50,7 +51,7 @@ function note(tags: string[][], content = 'hello devnet', kind = 1): Event {
 }
 
 /** Subscribe and collect events; `eose` resolves once stored events were sent. */
-function collect(relay: Relay, filter: Record<string, unknown>) {
+function collect(relay: Relay, filter: Filter) {
   const events: Event[] = []
   let onEvent: (() => void) | undefined
   let eoseDone: () => void = () => {}

@@ -11,7 +11,8 @@ import { makeP2PKSecret, type P2PKLock } from '../../src/payments/p2pk.js'
 
 // cashu-ts 2.5.3's .d.ts re-exports its model types without file extensions, which
 // NodeNext resolution drops; this is the shape we use.
-export type Proof = { amount: number; id: string; secret: string; C: string; dleq?: { e: string; s: string; r?: string }; witness?: string }
+export type { Proof } from '@cashu/cashu-ts'
+import type { Proof } from '@cashu/cashu-ts'
 
 export const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
 export const nowSec = () => Math.floor(Date.now() / 1000)
