@@ -5,7 +5,7 @@ import type { Channel, Message } from 'protomux'
 import { STREAM_PROTOCOL, StreamOpen, WireError } from './protocol.js'
 
 /** Largest data frame; bigger writes are split. */
-export const MAX_FRAME = 128 * 1024
+export const MAX_FRAME = 64 * 1024
 /** Bytes a sender may have in flight before the receiver grants more. Bounds buffering per stream. */
 export const WINDOW = 1024 * 1024
 /**
