@@ -45,8 +45,13 @@ describe('paid P2P session', () => {
 
     // after locktime the unsent proofs come back with the refund key
     await new Promise((r) => setTimeout(r, Math.max(0, (summary.refundAt! + 1) * 1000 - Date.now())))
-    const back = await reclaimExpiredLocks(customer.wallet, customer.refundKey)
-    expect(back.reclaimed).toBe(locked - n)
+    // a proof the mint still reports PENDING is retried, as `dvm-wallet balance` would on its next run
+    let reclaimed = 0
+    await until(async () => {
+      reclaimed += (await reclaimExpiredLocks(customer.wallet, customer.refundKey)).reclaimed
+      return reclaimed >= locked - n
+    }, 'unsent proofs reclaimed', 15_000, 500)
+    expect(reclaimed).toBe(locked - n)
     expect((await customer.wallet.balance()).balance).toBe(before - n)
   })
 
