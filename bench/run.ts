@@ -45,7 +45,7 @@ const RUN_LIMIT_MS = 10 * 60_000
 const t0 = Date.now()
 const args = process.argv.slice(2)
 const only = args.find((a) => a.startsWith('--only='))?.slice(7).split(',')
-const keep = args.includes('--keep')
+let keep = args.includes('--keep')
 const write = !args.includes('--no-write')
 
 const root = mkdtempSync(join(tmpdir(), 'dvm-bench-'))
@@ -54,6 +54,7 @@ mkdirSync(logDir, { recursive: true })
 const runLog = createWriteStream(join(logDir, 'run.log'))
 let devnet: RunningDevnet | undefined
 let cleaning: Promise<void> | undefined
+let interrupted = false
 
 function log(line: string): void {
   const stamp = ((Date.now() - t0) / 1000).toFixed(1).padStart(6)
@@ -73,6 +74,7 @@ async function cleanup(): Promise<void> {
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
+    interrupted = true
     log(`${sig}: stopping everything`)
     void cleanup().finally(() => process.exit(130))
   })
@@ -122,6 +124,7 @@ async function main(): Promise<void> {
   const machine: string[] = []
   const load0 = loadavg()
   for (const b of benches) {
+    if (interrupted) break
     // what the machine is doing without us: one second with nothing of the bench running but the idle devnet
     const m0 = machineSample()
     await sleep(1_000)
@@ -134,6 +137,7 @@ async function main(): Promise<void> {
     } catch (err) {
       log(`${b.title} failed: ${(err as Error).stack ?? err}`)
       section = errorSection(b.title, err)
+      keep = true // the logs of what failed stay for a post-mortem
       await stopAllChildren()
     }
     rows.push(...section.rows)
@@ -145,6 +149,7 @@ async function main(): Promise<void> {
     for (const r of section.rows) log(`  ${r.figure}: ${r.value}${r.reference ? ` (ref ${r.reference}${r.ratio ? `, ratio ${r.ratio}` : ''})` : ''}${r.target ? ` target ${r.target}` : ''} → ${r.verdict}`)
   }
 
+  if (interrupted) return
   const total = (Date.now() - t0) / 1000
   const date = new Date().toISOString()
   const load1 = loadavg()

@@ -19,7 +19,7 @@
  * own timer. Proofs: real 1-sat P2PK-locked proofs with DLEQ, signed by a
  * bench mint key (bench/lib/fake-mint.ts) whose keyset the provider has cached,
  * made before each step's sessions open; nutshell signs about 300 outputs a
- * second here, too slow for the ~30,000 ticks of this run. The provider
+ * second here, too slow for the ~60,000 proofs this run makes. The provider
  * verifies them exactly as it verifies nutshell's; its redemption is set to
  * run only at the end (nobody answers at the bench mint's URL) and is not
  * part of the figure.
@@ -97,16 +97,31 @@ async function loadGenerator(o: LoadOpts): Promise<void> {
   const mint = new FakeMint(o.mintKey)
   const refund = paymentKeyFromPrivkey(randomBytes(32))
   const pool: WireProof[] = []
+  /** times a session asked for proofs the harness had not made: a harness failure, not the provider's */
+  let poolEmpty = 0
+  /** make proofs until the pool holds `target`, in slices of a few ms: open sessions keep ticking meanwhile,
+   *  and a long synchronous slice would leave their packets waiting in the socket */
+  async function fill(target: number): Promise<number> {
+    const t0 = performance.now()
+    while (pool.length < target) {
+      for (let i = 0; i < 16 && pool.length < target; i++) pool.push(mint.issueLocked({ payee: o.paymentPubkey, locktime, refund: refund.pubkey }))
+      await new Promise((r) => setImmediate(r))
+    }
+    return performance.now() - t0
+  }
   const locktime = Math.floor(Date.now() / 1000) + 2 * 3600
   const funds: SessionFunds = {
     mintUrl: o.mintUrl,
     refundPubkey: refund.pubkey,
-    lock: async (amount) => pool.splice(0, amount),
+    lock: async (amount) => {
+      if (pool.length < amount) poolEmpty++
+      return pool.splice(0, amount)
+    },
     markSpent: async () => {},
   }
   const sessions: Sess[] = []
   const peers: Peer[] = []
-  let window: { from: number; to: number; lat: number[]; late: number; refused: number; endings: string[] } | null = null
+  let window: { from: number; to: number; lat: number[]; refused: number; endings: string[] } | null = null
   let stopping = false
   const endReasons: Record<string, number> = {}
 
@@ -123,8 +138,9 @@ async function loadGenerator(o: LoadOpts): Promise<void> {
     return { peer, skill: await skill }
   }
 
-  async function openSession(peer: Peer, skill: SkillDescriptor, budget: number): Promise<void> {
-    const client = new SessionClient({ peer, skill, kind: KIND, mode: 'session', budget, funds, batchTicks: 4, timeoutMs: 30_000, ackTimeoutMs: 10_000 })
+  async function openSession(peer: Peer, skill: SkillDescriptor): Promise<void> {
+    // the budget is not the limit here: the pool is, topped up before each step
+    const client = new SessionClient({ peer, skill, kind: KIND, mode: 'session', budget: 1_000_000, funds, batchTicks: 4, timeoutMs: 30_000, ackTimeoutMs: 10_000 })
     const s: Sess = { client, sentAt: [], endedBy: null }
     const openedAt = performance.now()
     let lastAck = 0
@@ -151,19 +167,10 @@ async function loadGenerator(o: LoadOpts): Promise<void> {
 
   serveCommands(
     {
-      /** make proofs for `count` new sessions of `budget` ticks, then open them (paced) */
+      /** top the proof pool up to `pool` proofs, then open `count` new sessions (paced) */
       add: async (m) => {
         const count = Number(m.count)
-        const budget = Number(m.budget)
-        const t0 = performance.now()
-        const need = count * budget
-        // in slices of a few ms: sessions already open keep ticking meanwhile, and a
-        // long synchronous slice would leave their packets waiting in the socket
-        for (let made = 0; made < need; made += 16) {
-          for (let i = 0; i < Math.min(16, need - made); i++) pool.push(mint.issueLocked({ payee: o.paymentPubkey, locktime, refund: refund.pubkey }))
-          await new Promise((r) => setImmediate(r))
-        }
-        const proofMs = performance.now() - t0
+        const proofMs = await fill(Number(m.pool))
         const t1 = performance.now()
         const groups = Math.ceil(count / o.perConn)
         let next = 0
@@ -175,7 +182,7 @@ async function loadGenerator(o: LoadOpts): Promise<void> {
               try {
                 const { peer, skill } = await connect()
                 const n = Math.min(o.perConn, count - g * o.perConn)
-                for (let i = 0; i < n; i++) await openSession(peer, skill, budget)
+                for (let i = 0; i < n; i++) await openSession(peer, skill)
               } catch (err) {
                 if (errors.length < 5) errors.push((err as Error).message)
               }
@@ -184,9 +191,10 @@ async function loadGenerator(o: LoadOpts): Promise<void> {
         )
         return { proofMs, openMs: performance.now() - t1, sessions: sessions.length, connections: peers.length, errors, endReasons }
       },
+      topup: async (m) => ({ proofMs: await fill(Number(m.pool)) }),
       window: async (m) => {
         const ms = Number(m.ms)
-        const w = { from: performance.now(), to: performance.now() + ms, lat: [] as number[], late: 0, refused: 0, endings: [] as string[] }
+        const w = { from: performance.now(), to: performance.now() + ms, lat: [] as number[], refused: 0, endings: [] as string[] }
         window = w
         const sent0 = sessions.reduce((n, s) => n + s.client.sent, 0)
         await sleep(ms)
@@ -196,7 +204,7 @@ async function loadGenerator(o: LoadOpts): Promise<void> {
         window = null
         const pendingOld = sessions.reduce((n, s) => n + s.sentAt.filter((t) => t <= w.to).length, 0)
         const active = sessions.filter((s) => !s.client.ended).length
-        return { ticks: sent1 - sent0, acked: w.lat.length, lat: summarize(w.lat), over1s: w.lat.filter((x) => x > 1000).length, unacked: pendingOld, refused: w.refused, endings: w.endings.slice(0, 5), ended: w.endings.length, active, poolLeft: pool.length, endReasons }
+        return { ticks: sent1 - sent0, acked: w.lat.length, lat: summarize(w.lat), over1s: w.lat.filter((x) => x > 1000).length, unacked: pendingOld, refused: w.refused, endings: w.endings.slice(0, 5), ended: w.endings.length, active, poolLeft: pool.length, poolEmpty, endReasons }
       },
     },
     async () => {
@@ -252,20 +260,26 @@ export async function benchScale(ctx: BenchContext): Promise<Section> {
     const ready = await load.next('ready', 30_000)
     loadRcvbuf = Number(ready.rcvbuf)
     let have = 0
-    // one step: the new sessions' ramp, a settle, the window; keep budgets for the steps still to come
-    const stepSeconds = (n: number) => (SETTLE_MS + WINDOW_MS + 1_200) / 1000 + n / 60 + 4
+    // Seconds one step lasts once its proofs are made: the ramp (40–100 new connections a
+    // second here), the settle, the window and a margin. The pool is filled to cover that for
+    // every session (fill() also makes up for what open sessions spend while it runs), plus
+    // what SessionClient keeps locked ahead per session (batches of 4, refilled at 5 left).
+    const stepSeconds = (add: number) => add / 40 + 3 + (SETTLE_MS + WINDOW_MS + 1_200) / 1000 + 8
     for (const [i, target] of STEPS.entries()) {
-      const left = STEPS.slice(i).reduce((s, n) => s + stepSeconds(n), 0)
+      // time still needed: each remaining step's run plus about 0.5 ms per proof to make
+      const left = STEPS.slice(i).reduce((sum, n, j) => {
+        const add = n - (j === 0 ? have : STEPS[i + j - 1]!)
+        return sum + stepSeconds(add) + (n * stepSeconds(add) * 0.5) / 1000
+      }, 0)
       if (ctx.remainingMs() < left * 1000 + 30_000) {
         ctx.log(`scale: stopping before ${target} sessions, the run's time limit is near`)
         break
       }
-      // room for a second window in every step still to come
-      const budget = Math.ceil(left + ((STEPS.length - i) * (WINDOW_MS + 1_200)) / 1000) + 10
+      const pool = Math.ceil(target * stepSeconds(target - have) + (target - have) * 10)
       await provider.child.request('lag')
       const ramp0 = procSample(provider.child.pid)
       const drops0 = udpRcvbufErrors()
-      const added = (await load.request('add', { count: target - have, budget }, 180_000)) as unknown as { proofMs: number; openMs: number; sessions: number; connections: number; errors: string[] }
+      const added = (await load.request('add', { count: target - have, pool }, 180_000)) as unknown as { proofMs: number; openMs: number; sessions: number; connections: number; errors: string[] }
       have = added.sessions
       const ramp1 = procSample(provider.child.pid)
       const rampLag = (await provider.child.request('lag')) as unknown as { p99: number; max: number }
@@ -276,18 +290,20 @@ export async function benchScale(ctx: BenchContext): Promise<Section> {
       // so a window that failed on latency alone (no session lost, nothing refused) is measured once more
       let r: StepResult | undefined
       for (let attempt = 1; attempt <= 2; attempt++) {
+        if (attempt > 1) await load.request('topup', { pool: Math.ceil(target * ((WINDOW_MS + 1_200) / 1000 + 8)) }, 120_000)
         await provider.child.request('lag')
         const a: ProcSample = procSample(provider.child.pid)
         const la: ProcSample = procSample(load.pid)
         const wd0 = udpRcvbufErrors()
         const w = (await load.request('window', { ms: WINDOW_MS }, WINDOW_MS + 30_000)) as unknown as {
-          ticks: number; acked: number; lat: { p50: number; p99: number; max: number }; over1s: number; unacked: number; refused: number; endings: string[]; ended: number; active: number; endReasons: Record<string, number>
+          ticks: number; acked: number; lat: { p50: number; p99: number; max: number }; over1s: number; unacked: number; refused: number; endings: string[]; ended: number; active: number; endReasons: Record<string, number>; poolEmpty: number
         }
         const b: ProcSample = procSample(provider.child.pid)
         const lb: ProcSample = procSample(load.pid)
         const lag = (await provider.child.request('lag')) as unknown as { p50: number; p99: number; max: number }
         const drops = udpRcvbufErrors() - wd0
         const problems: string[] = []
+        if (w.poolEmpty > 0) problems.push(`the load generator ran out of proofs ${w.poolEmpty} times (a harness failure)`)
         if (added.sessions < target) problems.push(`only ${added.sessions}/${target} sessions opened (${added.errors[0] ?? '?'})`)
         if (w.over1s > 0) problems.push(`${w.over1s} of ${w.acked} ticks acked after more than 1 s`)
         if (w.unacked > 0) problems.push(`${w.unacked} ticks never acked`)

@@ -130,7 +130,7 @@ export async function benchSessions(ctx: BenchContext): Promise<Section> {
       },
     ]
     const notes = [
-      `2 mint round trips: ${acked}/${TICKS} ticks acked in ${fmt(tickMs)} ms at the default price (${accept.tickMs} ms per sat). Customer: ${describe(customerReqs)} (lock swaps of ${locks.join(' + ')} proofs: SessionClient locks a small first batch, then about a minute of ticks at a time). Provider: ${describe(during)} (${stats.swaps} redeem swap(s), Redeemer.stats().roundTrips ${stats.roundTrips}). Provider start, once per process: ${describe(startup)}. Funding the customer's wallet (mint quote + mint) happened before the session and is not counted.`,
+      `2 mint round trips: ${acked}/${TICKS} ticks acked in ${fmt(tickMs)} ms at the default price (${accept.tickMs} ms per sat). Customer: ${describe(customerReqs)} (SessionClient's lock swaps: ${locks.join(' + ')} proofs). Provider: ${describe(during)} (${stats.swaps} redeem swap(s), Redeemer.stats().roundTrips ${stats.roundTrips}). Provider start, once per process: ${describe(startup)}. Funding the customer's wallet (mint quote + mint) happened before the session and is not counted.`,
     ]
     return { rows, notes }
   } finally {

@@ -8,7 +8,12 @@
  *
  *   options: env BENCH_PROVIDER (JSON, ProviderChildOptions)
  *   → { type: 'ready', pubkey, swarmKey, paymentPubkey, backend }
- *   commands: mint-requests, redeemer, sessions, stop
+ *   commands: mint-requests, redeemer, sessions, lag, write-sizes, stop
+ *
+ * Experiment switches (environment; never set by npm run bench):
+ * BENCH_DEBUG=1 logs each session end with its last credit; BENCH_PROVIDER_RCVBUF=<bytes>
+ * raises the swarm's UDP receive buffers; BENCH_DEBUG_FRAMES=1 counts the sizes of the
+ * writes tunnel streams get; BENCH_EXPERIMENT_WRITEV=1 see ./experiments.ts.
  */
 import { mkdirSync } from 'node:fs'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
