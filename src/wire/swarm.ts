@@ -21,8 +21,29 @@ export function createSwarm(opts: SwarmOptions): Hyperswarm {
     ? new DHT({ bootstrap: opts.bootstrap, host: '127.0.0.1', firewalled: false, keyPair: opts.keyPair })
     : new DHT({ keyPair: opts.keyPair })
   const swarm = new Hyperswarm({ keyPair: opts.keyPair, dht, maxPeers: opts.maxPeers ?? 1024 })
+  // The kernel's default UDP receive buffer holds only ~90 small datagrams: a
+  // burst of many customers connecting at once overflows it and drops packets.
+  dht.ready().then(() => enlargeReceiveBuffers(dht), () => {})
   // Connection errors (resets, timeouts) reach whoever uses the connection as
   // its close; one nobody picked up must not crash the process.
   swarm.on('connection', (conn) => conn.on('error', () => {}))
   return swarm
+}
+
+const RECEIVE_BUFFER = 4 * 1024 * 1024
+
+function enlargeReceiveBuffers(dht: DHT): void {
+  const io = (dht as unknown as { io?: { serverSocket?: UdxSocket | null; clientSocket?: UdxSocket | null } }).io
+  for (const socket of [io?.serverSocket, io?.clientSocket]) {
+    try {
+      if (socket && socket.getRecvBufferSize() < RECEIVE_BUFFER) socket.setRecvBufferSize(RECEIVE_BUFFER)
+    } catch {
+      // capped by net.core.rmem_max or unsupported: the default still works
+    }
+  }
+}
+
+interface UdxSocket {
+  getRecvBufferSize(): number
+  setRecvBufferSize(size: number): void
 }
