@@ -21,7 +21,7 @@ afterEach(async () => {
 
 async function tempDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'dvm-customer-'))
-  cleanup.push(() => rm(dir, { recursive: true, force: true }))
+  cleanup.push(() => rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 }))
   return dir
 }
 

@@ -464,7 +464,7 @@ describe('paid relay jobs (own mint, invoices paid only by melt)', () => {
   })
   afterAll(async () => {
     await mint?.stop()
-    await rm(dir, { recursive: true, force: true })
+    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
   })
 
   async function providerWallet(name: string): Promise<Wallet> {

@@ -154,6 +154,8 @@ export class RentedSession extends EventEmitter {
   private async finish(summary: SessionSummary): Promise<void> {
     if (this.endSummary) return
     this.endSummary = summary
+    // the wallet records every acknowledged proof before anyone reads the final account
+    await this.client?.flushSpent()
     await this.proxy?.close()
     await this.swarm?.destroy().catch(() => {})
     this.emit('end', summary)

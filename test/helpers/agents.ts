@@ -82,7 +82,8 @@ export class Agents {
 
   async cleanup(): Promise<void> {
     for (const stop of this.stops.splice(0).reverse()) await stop().catch(() => {})
-    await Promise.all(this.dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })))
+    // a wallet write still landing as an agent stops would otherwise make rmdir race it
+    await Promise.all(this.dirs.splice(0).map((d) => rm(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })))
   }
 }
 

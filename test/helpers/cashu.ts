@@ -21,7 +21,7 @@ export const nowSec = () => Math.floor(Date.now() / 1000)
 export function useTempDirs(defaultPrefix: string): (prefix?: string) => Promise<string> {
   const dirs: string[] = []
   afterAll(async () => {
-    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
+    await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })))
   })
   return async (prefix = defaultPrefix) => {
     const d = await mkdtemp(join(tmpdir(), prefix))
