@@ -220,7 +220,6 @@ export class SessionClient extends EventEmitter {
           clearTimeout(p.timer)
           // not spent: it stays ours, reclaimable after its locktime
           this.sent -= 1
-          this.unsentRefused.push(p.proof)
           p.resolve(false)
         }
         this.end(`provider refused payment: ${m.reason}`)
@@ -232,7 +231,6 @@ export class SessionClient extends EventEmitter {
     }
   }
 
-  private readonly unsentRefused: WireProof[] = []
   private spentQueue: WireProof[] = []
   private spentTimer: NodeJS.Timeout | null = null
 
@@ -262,14 +260,10 @@ export class SessionClient extends EventEmitter {
     this.detach(this.peer)
     this.peer = peer
     this.attach(peer)
+    // Ticks in flight at the drop were settled by end(): not resent (the provider may
+    // have stored them, and a replay would be refused); its next ack's `paid` says
+    // which counted, and reclaim after locktime returns any that did not.
     this.ended = false
-    for (const p of this.inflight.splice(0)) {
-      clearTimeout(p.timer)
-      // unknown whether the provider stored these before the drop; resending is safe (replays are refused, not double-credited)
-      this.unsent.unshift(p.proof)
-      this.sent -= 1
-      p.resolve(false)
-    }
     await this.open()
   }
 

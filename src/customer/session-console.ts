@@ -12,7 +12,6 @@ function fmtTime(ms: number): string {
  * and a prompt with `status`, `skill`, `generate <prompt>`, `quit`.
  */
 export class SessionConsole {
-  private statusTimer: NodeJS.Timeout | null = null
   private readonly live: boolean
 
   constructor(
@@ -47,6 +46,7 @@ export class SessionConsole {
     s.on('proxy', (p: { url: string; port: number }) => this.emit('proxy', { url: p.url, port: p.port }, `open ${p.url} in a browser (tunnelled to the provider, paid per tick)`))
     s.on('reconnecting', (e: { reason: string }) => this.emit('reconnecting', e, `connection lost; reconnecting to the same provider…`))
     s.on('reconnected', () => this.emit('reconnected', {}, 'reconnected; session resumed'))
+    s.on('lock-error', (e: { error: string }) => this.emit('lock-error', e, `could not lock the next batch of proofs: ${e.error}`))
   }
 
   private drawStatus(s: RentedSession): void {
@@ -100,7 +100,4 @@ export class SessionConsole {
     return () => rl.close()
   }
 
-  stop(): void {
-    if (this.statusTimer) clearInterval(this.statusTimer)
-  }
 }

@@ -105,7 +105,7 @@ export class RentedSession extends EventEmitter {
       lockSeconds: this.opts.lockSeconds,
       expectedMs: this.opts.expectedMs,
     })
-    for (const ev of ['tick', 'ack', 'refuse', 'locked']) this.client.on(ev, (e) => this.emit(ev, e))
+    for (const ev of ['tick', 'ack', 'refuse', 'locked', 'lock-error']) this.client.on(ev, (e) => this.emit(ev, e))
     this.client.on('end', (s: SessionSummary) => this.onClientEnd(s))
     await this.client.open()
     this.emit('open', this.client.accept)

@@ -27,6 +27,7 @@ export interface TickAcceptor {
 export interface StreamHandler {
   handle(stream: WireStream, session: { id: string; isPaid: () => boolean }): void
   closeSession(id: string): void
+  streamCount(id: string): number
 }
 
 export interface P2PServiceOptions {
@@ -54,8 +55,13 @@ interface SessionEntry {
   peer: Peer
   /** ticks are credited one at a time, in order */
   queue: Promise<void>
+  /** ticks queued behind `queue`, not yet being checked */
+  waiting: number
   jobs: Map<string, JobRunner>
 }
+
+const MAX_TICKS_IN_FLIGHT = 64
+const MAX_STREAMS_PER_SESSION = 256
 
 /**
  * The provider's P2P side: joins one topic per kind, proves its identity on
@@ -164,7 +170,7 @@ export class P2PService extends EventEmitter {
         chunksPerTick: this.opts.pricing.chunksPerSat,
         graceMs: this.opts.graceMs,
       })
-      this.sessions.set(msg.session, { session, peer, queue: Promise.resolve(), jobs: new Map() })
+      this.sessions.set(msg.session, { session, peer, queue: Promise.resolve(), waiting: 0, jobs: new Map() })
       this.emit('session-open', { id: msg.session, customer: peer.remotePubkey, mode: msg.mode, budget: msg.budget })
     }
     peer.send({
@@ -182,7 +188,12 @@ export class P2PService extends EventEmitter {
   private onTick(peer: Peer, msg: MessageOf<'tick'>): void {
     const entry = this.owned(peer, msg.session)
     if (!entry) return
-    entry.queue = entry.queue.then(async () => {
+    // an honest customer has a tick or two in flight; a flood must not queue without bound
+    if (entry.waiting >= MAX_TICKS_IN_FLIGHT) {
+      return void peer.send({ type: 'refuse', session: msg.session, code: 'too-many-ticks', reason: `more than ${MAX_TICKS_IN_FLIGHT} ticks unanswered; wait for acknowledgements` })
+    }
+    entry.waiting += 1
+    entry.queue = entry.queue.finally(() => (entry.waiting -= 1)).then(async () => {
       const { session } = entry
       if (session.ended) return void peer.send({ type: 'refuse', session: session.id, code: 'ended', reason: 'session has ended' })
       if (!session.canTakeTick) return void peer.send({ type: 'refuse', session: session.id, code: 'over-budget', reason: `the session's budget of ${session.terms.budget} sats is used up` })
@@ -242,6 +253,8 @@ export class P2PService extends EventEmitter {
   private onStream(peer: Peer, stream: WireStream): boolean {
     const entry = this.sessions.get(stream.session)
     if (!this.opts.tunnel || !entry || entry.session.terms.customer !== peer.remotePubkey) return false
+    // a browser needs tens of connections, not thousands
+    if (this.opts.tunnel.streamCount(entry.session.id) >= MAX_STREAMS_PER_SESSION) return false
     this.opts.tunnel.handle(stream, { id: entry.session.id, isPaid: () => this.isSessionPaid(entry.session.id) })
     return true
   }

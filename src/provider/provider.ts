@@ -72,7 +72,7 @@ export class Provider extends EventEmitter {
   private pool: RelayPool | null = null
   private constructor(
     readonly opts: ProviderOptions,
-    parts: { wallet: Wallet; paymentKey: PaymentKey; redeemer: Redeemer; store: ReceivedStore; keys: MintKeyCache; gateway: Gateway | null; skill: SkillDescriptor; verifier: TickVerifier },
+    parts: { wallet: Wallet; paymentKey: PaymentKey; redeemer: Redeemer; store: ReceivedStore; gateway: Gateway | null; skill: SkillDescriptor; verifier: TickVerifier },
   ) {
     super()
     this.wallet = parts.wallet
@@ -104,7 +104,7 @@ export class Provider extends EventEmitter {
       acceptor,
       processor: opts.processor,
       tunnel: gateway
-        ? { handle: (stream, s) => gateway.handleStream(stream, s.id), closeSession: (id) => void gateway.closeSession(id) }
+        ? { handle: (stream, s) => gateway.handleStream(stream, s.id), closeSession: (id) => void gateway.closeSession(id), streamCount: (id) => gateway.streamCount(id) }
         : undefined,
       maxSessions: opts.maxSessions ?? 100,
       graceMs: opts.graceMs ?? 5_000,
@@ -156,7 +156,7 @@ export class Provider extends EventEmitter {
       ? createGateway({ backend: opts.backend, isPaid: (id) => p2p?.isSessionPaid(id) ?? false, policy: opts.pathPolicy })
       : null
     const skill = opts.skill ?? buildSkill({ info, kinds: opts.kinds, pricing: opts.pricing, mints: opts.mints, tunnel: Boolean(opts.backend), about: opts.about })
-    const provider = new Provider(opts, { wallet, paymentKey, redeemer, store, keys, gateway, skill, verifier })
+    const provider = new Provider(opts, { wallet, paymentKey, redeemer, store, gateway, skill, verifier })
     p2p = provider.p2p
     return provider
   }
