@@ -180,7 +180,8 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
         wallet = new Wallet({ dataDir: g.dataDir, mintUrl })
         await wallet.load()
       }
-      await wallet.melt(bolt11)
+      // the bid caps what leaves the wallet, fees included, not just the invoice amount
+      await wallet.melt(bolt11, bidMsats !== undefined ? { maxSats: Math.floor(bidMsats / 1000) } : {})
     }
 
     const last = specs.length - 1

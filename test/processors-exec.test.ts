@@ -238,9 +238,10 @@ describe('exec processor', () => {
     const ac = new AbortController()
     let pid = 0
     for await (const c of p.run(job(''), ac.signal)) {
-      pid = Number(String(c).trim())
+      pid = Number(String(c).trim().split('\n')[0])
       ac.abort()
     }
+    expect(Number.isInteger(pid) && pid > 0).toBe(true) // a real process was seen
     await new Promise((r) => setTimeout(r, 150))
     expect(alive(pid)).toBe(true) // still within the grace period
     expect(await until(() => !alive(pid), 2000)).toBe(true)
@@ -250,9 +251,10 @@ describe('exec processor', () => {
     const p = proc(`exec:${NODE} -e 'console.log(process.pid); setInterval(() => console.log("tick"), 20)'`)
     let pid = 0
     for await (const c of p.run(job(''), new AbortController().signal)) {
-      pid = Number(String(c).trim())
+      pid = Number(String(c).trim().split('\n')[0])
       break
     }
+    expect(Number.isInteger(pid) && pid > 0).toBe(true)
     expect(await until(() => !alive(pid), 3000)).toBe(true)
   })
 

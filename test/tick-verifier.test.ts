@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { stat, readFile, appendFile } from 'node:fs/promises'
+import { stat, readFile, appendFile, writeFile } from 'node:fs/promises'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
@@ -337,6 +337,21 @@ describe('received store crash recovery', () => {
     const s3 = await ReceivedStore.open(dir)
     expect(s3.counts().held).toBe(4)
     await s3.close()
+  })
+
+  it('refuses to start on a garbled line with records after it, instead of forgetting acknowledged proofs', async () => {
+    const dir = await tmp()
+    const s = await ReceivedStore.open(dir)
+    const mk = (i: number) => ({ amount: 1, id: '00aa', secret: `s-${i}`, C: '02' + '11'.repeat(32) })
+    for (let i = 0; i < 3; i++) expect(await s.accept('sess', mk(i), 'http://m')).toMatchObject({ ok: true })
+    await s.close()
+    const file = join(dir, 'received.jsonl')
+    const lines = (await readFile(file, 'utf8')).split('\n')
+    lines[2] = '{"t":"acc", damaged'
+    await writeFile(file, lines.join('\n'))
+    await expect(ReceivedStore.open(dir)).rejects.toThrow(/damaged at line 3 and intact records follow it/)
+    // nothing was cut: the records after the damage are still in the file
+    expect((await readFile(file, 'utf8')).split('\n').length).toBe(lines.length)
   })
 
   it('compacts online without losing records written meanwhile, and forgets finished ticks long past their locktime', async () => {

@@ -212,8 +212,9 @@ export function serveCommands(handlers: Record<string, Handler>, onStop?: () => 
       try {
         if (cmd === 'stop') {
           await onStop?.()
-          send({ type: 'reply', id: m.id })
-          setTimeout(() => process.exit(0), 20)
+          // exit once the reply is on the wire, not after a guess at how long that takes
+          if (process.send) process.send({ type: 'reply', id: m.id }, () => process.exit(0))
+          else process.exit(0)
           return
         }
         const h = handlers[cmd]
@@ -235,6 +236,8 @@ export function tell(type: string, data: Record<string, unknown> = {}): void {
 /** Report a fatal error to the runner and exit. */
 export function fatal(err: unknown): void {
   const msg = err instanceof Error ? (err.stack ?? err.message) : String(err)
+  // whichever way the process ends from here, it ends as a failure
+  process.exitCode = 1
   process.stderr.write(`fatal: ${msg}\n`)
   if (process.send) process.send({ type: 'fatal', error: err instanceof Error ? err.message : String(err) }, () => process.exit(1))
   setTimeout(() => process.exit(1), 200).unref()

@@ -2,7 +2,7 @@ import type { Wallet } from '../payments/wallet.js'
 import type { PaymentKey } from '../payments/payment-key.js'
 import type { SessionFunds } from './session-funds.js'
 import type { WireProof } from '../wire/protocol.js'
-import { sameXOnly } from '../payments/lock.js'
+import { sameXOnly } from '../payments/p2pk.js'
 
 /** Session funds drawn from a Wallet, with the agent's payment key as the refund key. */
 export function walletFunds(wallet: Wallet, mintUrl: string, refundKey: PaymentKey): SessionFunds {

@@ -16,7 +16,6 @@ import type { MintKeys, Proof, SerializedBlindedSignature } from '@cashu/cashu-t
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js'
 import { add, mul, mulG, randomScalar, secretToY, sub } from './hash-to-curve.js'
 
-// src/customer/wallet-funds.ts imports sameXOnly from here; its one implementation is in p2pk.ts.
 export { sameXOnly } from './p2pk.js'
 
 /**

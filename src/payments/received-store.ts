@@ -472,6 +472,8 @@ export class ReceivedStore {
     let lineCount = 0
     let size = 0
     let stop = false
+    /** end of a garbled but newline-terminated line, if one was met */
+    let badEnd = -1
     try {
       size = (await fh.stat()).size
       const chunk = Buffer.alloc(1 << 20)
@@ -487,6 +489,7 @@ export class ReceivedStore {
           if (nl < 0) break
           if (!this.#replayLine(buf.toString('utf8', pos, nl), lineCount)) {
             stop = true
+            badEnd = offset + nl + 1
             break
           }
           lineCount++
@@ -498,6 +501,15 @@ export class ReceivedStore {
       }
     } finally {
       await fh.close()
+    }
+    // A crash can only tear the last append. A garbled line with intact lines after
+    // it is damage, not a torn tail: cutting there would forget acknowledged proofs
+    // (unredeemable, and replayable), so refuse to start instead.
+    if (stop && badEnd < size && (await hasNewlineAfter(this.file, badEnd, size))) {
+      throw new Error(
+        `the received-proof log ${this.file} is damaged at line ${lineCount + 1} and intact records follow it; ` +
+          'not starting, so no acknowledged proof is lost: repair or remove that line, then start again',
+      )
     }
     if (goodEnd < size) {
       // Bytes past the last intact line were never fsynced, hence never acked.
@@ -563,5 +575,22 @@ export class ReceivedStore {
       default:
         return false
     }
+  }
+}
+
+/** Whether the file has a newline anywhere in [from, size). */
+async function hasNewlineAfter(file: string, from: number, size: number): Promise<boolean> {
+  const fh = await open(file, 'r')
+  try {
+    const chunk = Buffer.alloc(1 << 20)
+    for (let at = from; at < size; ) {
+      const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, size - at), at)
+      if (bytesRead === 0) return false
+      if (chunk.subarray(0, bytesRead).includes(0x0a)) return true
+      at += bytesRead
+    }
+    return false
+  } finally {
+    await fh.close()
   }
 }

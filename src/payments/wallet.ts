@@ -684,7 +684,8 @@ export class Wallet {
    * the mint's fee reserve; blank outputs (NUT-08) bring back whatever the
    * payment did not use.
    */
-  async melt(bolt11: string): Promise<MeltResult> {
+  /** Pay a bolt11 by melting. `maxSats` caps everything spent: invoice, the mint's fee reserve and input fees. */
+  async melt(bolt11: string, opts: { maxSats?: number } = {}): Promise<MeltResult> {
     const request = bolt11.trim().replace(/^lightning:/i, '')
     if (!/^ln(bc|tb|bcrt|tbs|sb)[0-9a-z]+$/i.test(request)) throw new Error('that is not a bolt11 invoice (it should start with lnbc, lntb or lnbcrt)')
     const quote = await this.mint.api.createMeltQuote({ unit: 'sat', request }).catch((err: unknown) => {
@@ -692,6 +693,10 @@ export class Wallet {
     })
     return this.retryOnConflict(async () => {
       const { inputs, total, fee } = await this.selectInputs(quote.amount + quote.fee_reserve)
+      const most = quote.amount + quote.fee_reserve + fee
+      if (opts.maxSats !== undefined && most > opts.maxSats) {
+        throw new Error(`paying this invoice could cost up to ${most} sats (${quote.amount} + fee reserve ${quote.fee_reserve} + input fees ${fee}), above the limit of ${opts.maxSats}; nothing was paid`)
+      }
       const keyset = await this.mint.activeKeyset()
       const overpay = total - quote.amount - fee
       const outputs: JournalOutput[] = Array.from({ length: bitLength(overpay) }, () => ({ ...randomOutput(1, keyset.id), role: 'keep' as const }))

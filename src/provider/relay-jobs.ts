@@ -24,7 +24,7 @@ import { ChainError, ChainResolver } from './chain.js'
 import { JobQueue, QueueFullError } from './job-queue.js'
 import { PaymentRefused, WalletJobPayments, type JobPayments, type JobWallet, type OfflineProofAcceptor } from './job-payments.js'
 import { PubkeyRateLimiter, type RateLimitOptions } from './rate-limit.js'
-import { jobCacheKey, ResultCache, type ResultCacheOptions } from './result-cache.js'
+import { jobCacheKey, ResultCache, withoutPaymentParams, type ResultCacheOptions } from './result-cache.js'
 import { PartialStream } from './partial-stream.js'
 
 /**
@@ -312,7 +312,8 @@ export class RelayJobService {
     const signal = job.abort.signal
     try {
       const input = await this.resolveInputs(job)
-      const work: Job = { id: request.id, kind: request.kind, input, params: request.params, customer: request.customer }
+      // the token pays; it is not an input, and must reach neither the processor nor its backend
+      const work: Job = { id: request.id, kind: request.kind, input, params: withoutPaymentParams(request.params), customer: request.customer }
       if (request.output !== undefined) work.output = request.output
       await this.takePayment(job, work)
       signal.throwIfAborted()
@@ -382,7 +383,7 @@ export class RelayJobService {
     }
     const payments = this.payments
     if (!payments) throw new JobFailure('this provider cannot take payments right now')
-    const token = work.params.cashu
+    const token = request.params.cashu
     if (token !== undefined) {
       // The whole token is taken (change is not given back): customers send the price exactly.
       const got = await payments.acceptToken(token, sats, request.id)

@@ -20,12 +20,15 @@ interface Entry {
   expires: number
 }
 
-/** Params that are about paying, not about what to compute. */
-const PAYMENT_PARAMS = new Set(['cashu'])
+/** Params that carry payment, never work: kept out of cache keys and away from processors */
+export const PAYMENT_PARAMS = new Set(['cashu'])
+
+export function withoutPaymentParams(params: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(params).filter(([k]) => !PAYMENT_PARAMS.has(k)))
+}
 
 export function jobCacheKey(job: Pick<Job, 'kind' | 'input' | 'params' | 'output'>): string {
-  const params = Object.entries(job.params)
-    .filter(([k]) => !PAYMENT_PARAMS.has(k))
+  const params = Object.entries(withoutPaymentParams(job.params))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
   const canonical = JSON.stringify([job.kind, job.input.map((i) => [i.type, i.value, i.marker ?? '']), params, job.output ?? ''])
   return createHash('sha256').update(canonical).digest('hex')

@@ -45,6 +45,7 @@ export interface LocalProxy {
 }
 
 export const DEFAULT_LOCAL_PORT = 8080
+const IDLE_BEFORE_FIRST_BYTE_MS = 60_000
 export const DEFAULT_LOCAL_HOST = '127.0.0.1'
 
 /** How much of a refused request we read to find its Accept header. */
@@ -96,7 +97,11 @@ export async function startLocalProxy(options: LocalProxyOptions): Promise<Local
       socket.destroy()
     }
     socket.once('end', leftEarly)
+    // a speculative connection that never speaks must not hold one of the slots forever
+    socket.setTimeout(IDLE_BEFORE_FIRST_BYTE_MS, leftEarly)
     socket.once('data', (first: Buffer) => {
+      socket.setTimeout(0)
+      socket.off('timeout', leftEarly)
       // Hold the bytes until the stream exists; pipe() resumes from here.
       socket.pause()
       socket.unshift(first)

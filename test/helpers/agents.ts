@@ -81,9 +81,12 @@ export class Agents {
   }
 
   async cleanup(): Promise<void> {
-    for (const stop of this.stops.splice(0).reverse()) await stop().catch(() => {})
+    // every stop runs even if one fails; a failing stop then fails the test
+    const errors: unknown[] = []
+    for (const stop of this.stops.splice(0).reverse()) await stop().catch((err: unknown) => errors.push(err))
     // a wallet write still landing as an agent stops would otherwise make rmdir race it
     await Promise.all(this.dirs.splice(0).map((d) => rm(d, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })))
+    if (errors.length) throw new AggregateError(errors, `${errors.length} agent(s) failed to stop: ${errors.map((e) => (e as Error).message).join('; ')}`)
   }
 }
 

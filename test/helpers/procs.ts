@@ -28,7 +28,8 @@ export class Proc {
   private err = ''
   private timedOut = false
   private readonly timer: NodeJS.Timeout
-  private readonly onParentExit = () => this.signal('SIGKILL')
+  // the whole group: a node it started (tsx, a mint) must not outlive the test
+  private readonly onParentExit = () => this.signal('SIGKILL', true)
 
   constructor(readonly command: string, readonly args: string[], options: ProcOptions = {}) {
     this.child = spawn(command, args, {
@@ -53,7 +54,7 @@ export class Proc {
     })
     this.timer = setTimeout(() => {
       this.timedOut = true
-      this.signal('SIGKILL')
+      this.signal('SIGKILL', true)
     }, options.timeoutMs ?? 30_000)
     this.timer.unref()
     process.on('exit', this.onParentExit)
