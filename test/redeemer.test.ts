@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
 import { CashuMint, CashuWallet } from '@cashu/cashu-ts'
-import { secretToYHex } from '../src/payments/hash-to-curve.js'
+import { mulG, secretToYHex } from '../src/payments/hash-to-curve.js'
 import { randomOutput } from '../src/payments/lock.js'
 import { SchnorrSigner, type P2PKLock } from '../src/payments/p2pk.js'
 import { loadOrCreatePaymentKey, paymentKeyFromPrivkey, type PaymentKey } from '../src/payments/payment-key.js'
@@ -201,6 +201,23 @@ describe('Redeemer on the shared devnet mint', () => {
     expect(rep).toMatchObject({ redeemedProofs: 4, redeemedAmount: 4, lostProofs: 1, remainingProofs: 0 })
     expect(calls).toEqual(['/v1/swap', '/v1/restore', '/v1/checkstate', '/v1/swap'])
     expect(p.store.counts()).toMatchObject({ redeemed: 4, lost: 1 })
+    await p.store.close()
+  })
+
+  it('one proof the mint refuses does not hold back the others: they are redeemed, it stays held', async () => {
+    const p = await provider(mintUrl)
+    const ticks = await lockedTicks(mintUrl, 9, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    // a proof whose signature the mint never made: first in line, so every full batch contains it
+    const t0 = ticks[0]!
+    const forged = { amount: t0.amount, id: t0.id, secret: t0.secret, C: Buffer.from(mulG(randomBytes(32))).toString('hex') }
+    expect(await p.store.accept('session-bad', forged, mintUrl, { y: secretToYHex(forged.secret), locktime: nowSec() + 3600 })).toMatchObject({ ok: true })
+    await acceptAll(p, 'session-bad', ticks.slice(1), mintUrl)
+    const r = new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: p.deposit })
+    const [report] = await r.sessionEnded('session-bad')
+    expect(report).toMatchObject({ redeemedAmount: 8, lostProofs: 0, remainingProofs: 1 })
+    expect(report!.error).toMatch(/refused 1 held proof/)
+    expect(p.store.counts()).toMatchObject({ held: 1, redeemed: 8 })
+    await assertSpendable(mintUrl, p.wallet, 8)
     await p.store.close()
   })
 

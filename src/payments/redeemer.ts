@@ -113,6 +113,9 @@ function isConnRefused(err: unknown): boolean {
   return cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND' || cause?.code === 'EHOSTUNREACH'
 }
 
+/** Proofs refused on their own in one run before the whole swap is taken to be refused. */
+const MAX_SKIPPED_ALONE = 3
+
 /** Binary split of `total` into amounts the keyset has keys for. */
 export function splitAmount(total: number, keyAmounts: Iterable<string>): number[] {
   const have = new Set(keyAmounts)
@@ -275,15 +278,33 @@ export class Redeemer {
       // next trigger, else a steady trickle would mean a swap per few ticks.
       const todo = new Set(store.held({ mintUrl: mint }).map((e) => e.y))
       let retriedAfterLoss = false
+      let batchSize = this.#o.maxInputsPerSwap
+      const skipped: string[] = []
       for (;;) {
         const held = store.held({ mintUrl: mint }).filter((e) => todo.has(e.y))
         if (held.length === 0) break
-        const outcome = await this.#swapBatch(mint, held.slice(0, this.#o.maxInputsPerSwap), report)
-        if (outcome === 'done') continue
+        const outcome = await this.#swapBatch(mint, held.slice(0, batchSize), report)
+        if (outcome === 'done') {
+          batchSize = Math.min(this.#o.maxInputsPerSwap, batchSize * 2)
+          continue
+        }
         // The mint refused the swap. If that was because some inputs were
         // spent elsewhere, those are now marked lost: retry the rest once.
         if (outcome === 'lost-some' && !retriedAfterLoss) {
           retriedAfterLoss = true
+          continue
+        }
+        // One proof the mint will not take must not hold back all the others:
+        // halve the batch until the refused one is alone, then leave it held
+        // (never marked lost: the cause may be ours) and go on with the rest.
+        // Several refused alone means the swap itself is refused: stop.
+        if (outcome === 'refused' && skipped.length < MAX_SKIPPED_ALONE) {
+          if (batchSize > 1) {
+            batchSize = Math.ceil(batchSize / 2)
+            continue
+          }
+          skipped.push(held[0]!.y)
+          todo.delete(held[0]!.y)
           continue
         }
         // Perhaps the mint rotated its keyset and refuses outputs in the old
@@ -291,6 +312,7 @@ export class Redeemer {
         await this.#o.keys.refresh(mint).catch(() => false)
         throw new RetryLaterError(report.error ?? `mint ${mint} refused the swap`)
       }
+      if (skipped.length) throw new RetryLaterError(`mint ${mint} refused ${skipped.length} held proof(s) on their own; they stay held and are tried again later`)
       this.#backoff.delete(mint)
     } catch (err) {
       const msg = (err as Error).message
