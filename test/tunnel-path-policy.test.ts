@@ -96,6 +96,14 @@ describe('createPathPolicy', () => {
     expect(p.check('GET', '/administrator')).toMatchObject({ ok: true })
   })
 
+  it('applies deny rules to every decoding a backend might apply, and treats ..;x as a dot segment', () => {
+    const p = createPathPolicy({ deny: ['/admin'] })
+    expect(p.check('GET', '/%2561dmin')).toMatchObject({ ok: false, status: 403 })
+    expect(p.check('GET', '/%252e%2567it/config')).toMatchObject({ ok: false })
+    expect(p.check('GET', '/x/..;/admin')).toMatchObject({ ok: false, status: 400 })
+    expect(p.check('GET', '/adminx')).toMatchObject({ ok: true })
+  })
+
   it('rejects malformed patterns with a sentence that says what to pass', () => {
     expect(() => createPathPolicy({ allow: ['api'] })).toThrow(/must start with \//)
     expect(() => createPathPolicy({ deny: ['/a b'] })).toThrow(/whitespace/)

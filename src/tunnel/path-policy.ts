@@ -88,10 +88,13 @@ export function createPathPolicy(opts: PathPolicyOptions = {}): PathPolicy {
       // separators were refused above, so decoding keeps the segments intact.
       const decoded = safeDecode(path) ?? path
       const matches = (re: RegExp): boolean => re.test(decoded) || re.test(path)
-      if (denyRe.some(matches)) {
+      // A backend that decodes twice sees `/%2561dmin` as `/admin`: deny rules
+      // and hidden files are checked against every decoding it might apply.
+      const layers = decodingLayers(path)
+      if (denyRe.some((re) => layers.some((l) => re.test(l)))) {
         return refuse(403, 'forbidden_path', `${path} is denied by the provider's path policy`)
       }
-      if (denyHidden && hasHiddenSegment(decoded)) {
+      if (denyHidden && layers.some(hasHiddenSegment)) {
         return refuse(403, 'forbidden_path', `${path} names a hidden file or directory, which the provider does not expose`)
       }
       if (allowRe.length > 0 && !allowRe.some(matches)) {
@@ -100,6 +103,17 @@ export function createPathPolicy(opts: PathPolicyOptions = {}): PathPolicy {
       return parsed
     },
   }
+}
+
+/** The path and each successive percent-decoding of it (up to DECODE_ROUNDS). */
+function decodingLayers(path: string): string[] {
+  const layers = [path]
+  for (let i = 0; i < DECODE_ROUNDS && layers[i]!.includes('%'); i++) {
+    const next = safeDecode(layers[i]!)
+    if (next === undefined || next === layers[i]) break
+    layers.push(next)
+  }
+  return layers
 }
 
 /**
@@ -231,7 +245,8 @@ function hasHiddenSegment(path: string): boolean {
 }
 
 function isDotSegment(segment: string): boolean {
-  return segment === '.' || segment === '..'
+  // `..;x` is a dot segment to servers that strip ;matrix parameters (Tomcat)
+  return segment === '.' || segment === '..' || /^\.\.?;/.test(segment)
 }
 
 function safeDecode(s: string): string | undefined {
