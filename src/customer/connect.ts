@@ -59,6 +59,7 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
   const swarm = opts.swarm ?? createSwarm({ keyPair: deriveSwarmKeyPair(opts.identity.secretKey), bootstrap: opts.bootstrap })
   const topic = topicForKind(opts.kind)
   const refusals: string[] = []
+  const candidates = new Set<Peer>()
   try {
     const link = await new Promise<ProviderLink>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -69,6 +70,7 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
       const onConn = (conn: NoiseSecretStream) => {
         conn.on('error', () => {})
         const peer = new Peer(conn, { identity: opts.identity, role: 'customer', expectedPubkey: opts.providerPubkey })
+        candidates.add(peer)
         const skill = firstSkill(peer, 10_000)
         skill.catch(() => {}) // awaited below only once the identity checks out
         peer.ready
@@ -79,6 +81,8 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
             peer.send({ type: 'skill', skill: { name: 'dvm-agent customer', version: '1', role: 'customer', kinds: [opts.kind], agent: AGENT } })
             clearTimeout(timer)
             swarm.off('connection', onConn)
+            // the one chosen stays; other providers met on the topic are let go
+            for (const other of candidates) if (other !== peer) other.close()
             resolve({ peer, pubkey, swarmKey: conn.remotePublicKey.toString('hex'), skill: s })
           })
           .catch((err: Error) => {

@@ -62,6 +62,7 @@ interface SessionEntry {
 
 const MAX_TICKS_IN_FLIGHT = 64
 const MAX_STREAMS_PER_SESSION = 256
+const IDLE_WITHOUT_SESSION_MS = 60_000
 
 /**
  * The provider's P2P side: joins one topic per kind, proves its identity on
@@ -112,7 +113,15 @@ export class P2PService extends EventEmitter {
     })
     this.peers.add(peer)
     peer.ready.then(
-      () => peer.send({ type: 'skill', skill: this.opts.skill() as unknown as Record<string, unknown> }),
+      () => {
+        peer.send({ type: 'skill', skill: this.opts.skill() as unknown as Record<string, unknown> })
+        // a connection that never opens a session only takes up a slot
+        const idle = setTimeout(() => {
+          if (![...this.sessions.values()].some((e) => e.peer === peer)) peer.close()
+        }, IDLE_WITHOUT_SESSION_MS)
+        idle.unref()
+        peer.once('close', () => clearTimeout(idle))
+      },
       () => {},
     )
     peer.on('message', (msg: ControlMessage) => this.onMessage(peer, msg))
