@@ -9,6 +9,7 @@
  * retried every 5 ms). The JSON lines it prints give the phases.
  */
 import { spawn, spawnSync } from 'node:child_process'
+import { DATA_PATH_NODE_FLAGS } from '../src/cli/node-flags.js'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import http from 'node:http'
 import { join } from 'node:path'
@@ -70,7 +71,8 @@ async function oneRun(ctx: BenchContext, provider: string, index: number): Promi
   await wallet.load()
   await wallet.fund(60, { pollMs: 20 })
 
-  const args = [CLI, `--devnet=${ctx.devnetDir}`, `--data-dir=${dataDir}`, '--kind=5100', '--budget=20', '--port=0', '--json', `--provider=${provider}`]
+  // as its shebang runs it (npx / npm's bin link)
+  const args = [...DATA_PATH_NODE_FLAGS, CLI, `--devnet=${ctx.devnetDir}`, `--data-dir=${dataDir}`, '--kind=5100', '--budget=20', '--port=0', '--json', `--provider=${provider}`]
   const t0 = performance.now()
   const proc = spawn(process.execPath, args, { cwd: repoRoot(), stdio: ['pipe', 'pipe', 'pipe'] })
   track(proc)
@@ -147,7 +149,7 @@ export async function benchStartup(ctx: BenchContext): Promise<Section> {
       },
     ]
     const notes = [
-      `4 startup: ${RUNS} runs of \`node dist/bin/dvm-session.js --devnet --kind=5100 --budget=20 --port=0 --json --provider=<hex>\` against a running provider, each with a fresh funded data dir: ${totals.map((t) => fmt(t)).join(', ')} ms from spawn() to the first 200 through the proxy. Median time of each JSON line since spawn: ${phaseText}. ${buildNote}.`,
+      `4 startup: ${RUNS} runs of \`node ${DATA_PATH_NODE_FLAGS.join(' ')} dist/bin/dvm-session.js --devnet --kind=5100 --budget=20 --port=0 --json --provider=<hex>\` against a running provider, each with a fresh funded data dir: ${totals.map((t) => fmt(t)).join(', ')} ms from spawn() to the first 200 through the proxy. Median time of each JSON line since spawn: ${phaseText}. ${buildNote}.`,
     ]
     return { rows, notes }
   } finally {

@@ -323,7 +323,12 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
     const d = (await web.request('download', { size: SIZE, via: 'direct' }, 60_000)) as unknown as { bytes: number; ms: number }
     const directMbps = mbps(d.bytes, d.ms)
     const { rtts } = (await client.request('pings', { n: PINGS }, 60_000)) as unknown as { rtts: number[] }
+    const latPids = [provider.child.pid, customer.pid, backendChild.pid, web.pid]
+    const lat0 = latPids.map(procSample)
     const lat = (await web.request('latency', { n: GETS }, 90_000)) as unknown as { direct: number[]; tunnel: number[] }
+    const lat1 = latPids.map(procSample)
+    // CPU µs each process spent per tunnel GET (the backend and client also served the direct GETs)
+    const latCpu = latPids.map((_, i) => fmt(((lat1[i]!.cpuMs - lat0[i]!.cpuMs) * 1000) / GETS)).join('/')
     const spent = (await customer.request('spent')) as unknown as { spent: number; ended: string }
     if (process.env.BENCH_DEBUG_FRAMES) ctx.log(`tunnel: provider WireStream write sizes (≤ bytes: count): ${JSON.stringify((await provider.child.request('write-sizes')).sizes)}`)
 
@@ -361,7 +366,7 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
     ]
     const notes = [
       `3 tunnel: downloads of ${fmt(SIZE / 1e6)} MB, best of ${ROUNDS} alternating rounds — raw ${raw.map((x) => fmt(x, 1)).join(', ')} MB/s; tunnel ${tun.map((x) => fmt(x, 1)).join(', ')} MB/s; direct HTTP from the backend (no tunnel) ${fmt(directMbps, 1)} MB/s. Raw: two processes, one Hyperswarm (Noise/UDX) connection on the devnet DHT, 64 kB writes with backpressure. Tunnel: four processes as in use — backend (plain node:http), provider (Provider with its gateway, bench/lib/provider-child.ts), customer (RentedSession with its local proxy: what dvm-session runs) and the HTTP client (the browser's part); ${spent.spent} sats paid during the bench. CPU during each download, % of one core (raw: sender/receiver; tunnel: provider/customer/backend/HTTP client): raw ${rawCpu.join(', ')}; tunnel ${tunCpu.join(', ')}; CPU ms per MB moved in the best rounds: raw ${rawPerMb}, tunnel ${tunPerMb}. UDP datagrams dropped for a full receive buffer (machine-wide) during the downloads: raw ${rawDrops}, tunnel ${tunDrops}.`,
-      `3 tunnel: latency from ${GETS} GETs each way, interleaved in blocks of 250, one keep-alive connection each; tunnel p50/p90/p99/max ${fmt(tl.p50, 3)}/${fmt(tl.p90, 3)}/${fmt(tl.p99, 3)}/${fmt(tl.max, 2)} ms, direct ${fmt(dl.p50, 3)}/${fmt(dl.p90, 3)}/${fmt(dl.p99, 3)}/${fmt(dl.max, 2)} ms; raw 100 B ping-pong over ${PINGS} round trips.`,
+      `3 tunnel: latency from ${GETS} GETs each way, interleaved in blocks of 250, one keep-alive connection each; tunnel p50/p90/p99/max ${fmt(tl.p50, 3)}/${fmt(tl.p90, 3)}/${fmt(tl.p99, 3)}/${fmt(tl.max, 2)} ms, direct ${fmt(dl.p50, 3)}/${fmt(dl.p90, 3)}/${fmt(dl.p99, 3)}/${fmt(dl.max, 2)} ms; raw 100 B ping-pong over ${PINGS} round trips. CPU µs per tunnel GET (provider/customer; backend/HTTP client, which also served the direct GETs): ${latCpu}.`,
     ]
     return { rows, notes }
   } finally {

@@ -3,6 +3,8 @@ import { devnet, devnetDir } from './helpers/devnet.js'
 import { Agents } from './helpers/agents.js'
 import { useProcs, tsArgs } from './helpers/procs.js'
 import type { Provider } from '../src/provider/provider.js'
+import { readFileSync } from 'node:fs'
+import { DATA_PATH_NODE_FLAGS, DATA_PATH_SHEBANG } from '../src/cli/node-flags.js'
 
 const procs = useProcs()
 const BINS = ['dvm-agent', 'dvm-session', 'dvm-customer', 'dvm-wallet', 'dvm-devnet']
@@ -19,6 +21,16 @@ describe('every command', () => {
     const bad = procs.spawn(process.execPath, tsArgs(`bin/${bin}.ts`, ...(bin === 'dvm-agent' ? ['--kind=5050'] : []), '--no-such-flag'))
     expect((await bad.exited).code).not.toBe(0)
     expect(bad.stderr).toMatch(/unknown option '--no-such-flag'/)
+  })
+})
+
+describe('the data-path commands', () => {
+  it.each(['dvm-agent', 'dvm-session'])('%s starts node with the young-generation size the tunnel needs', async (bin) => {
+    // what npm's bin link executes: the shebang line
+    expect(readFileSync(`bin/${bin}.ts`, 'utf8').split('\n')[0]).toBe(DATA_PATH_SHEBANG)
+    const help = procs.spawn(process.execPath, [...DATA_PATH_NODE_FLAGS, ...tsArgs(`bin/${bin}.ts`, '--help')])
+    expect((await help.exited).code, help.output()).toBe(0)
+    expect(help.stdout).toMatch(new RegExp(`Usage: ${bin}`))
   })
 })
 

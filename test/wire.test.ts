@@ -89,6 +89,41 @@ describe('wire', () => {
     expect(streams.every((s) => s.session === 'sess1')).toBe(true)
   })
 
+  it('corked writes of mixed sizes (an HTTP head, small and large bodies) arrive whole and in order', async () => {
+    pair = await connectedPair()
+    const got: Buffer[] = []
+    const done = new Promise<void>((resolve) => {
+      const p = new Peer(pair!.provider.conn, {
+        identity: pair!.provider.identity,
+        role: 'provider',
+        onStream: (s) => {
+          s.on('data', (b: Buffer) => got.push(b))
+          s.once('end', () => {
+            s.end()
+            resolve()
+          })
+          return true
+        },
+      })
+      void p.ready
+    })
+    const c = new Peer(pair.customer.conn, { identity: pair.customer.identity, role: 'customer' })
+    await c.ready
+    const s = c.openStream('sess1')
+    s.resume()
+    const parts = [Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n'), Buffer.from('hello'), randomBytes(3), randomBytes(200 * 1024), randomBytes(10), randomBytes(70 * 1024)]
+    s.cork()
+    for (const b of parts.slice(0, 3)) s.write(b)
+    s.uncork() // a small batch: sent together
+    s.cork()
+    for (const b of parts.slice(3)) s.write(b)
+    s.uncork() // a batch over the coalescing limit: sent chunk by chunk
+    s.end()
+    await done
+    await once(s, 'close')
+    expect(Buffer.concat(got).equals(Buffer.concat(parts))).toBe(true)
+  })
+
   it('a slow reader holds back its sender instead of buffering everything', async () => {
     pair = await connectedPair()
     let providerSide: WireStream | null = null

@@ -7,7 +7,8 @@
 import { fork, type ChildProcess } from 'node:child_process'
 import { createWriteStream, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { DATA_PATH_NODE_FLAGS } from '../../src/cli/node-flags.js'
 
 export type Msg = { type: string; [k: string]: unknown }
 
@@ -78,7 +79,15 @@ export class BenchChild {
     const log = createWriteStream(this.logFile)
     this.proc = fork(file, args, {
       // BENCH_CPU_PROF=<dir>: a V8 CPU profile of every child, for finding where the time goes
-      execArgv: ['--import', 'tsx', ...(opts.execArgv ?? []), ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`] : [])],
+      // Every child runs with the V8 flags dvm-agent and dvm-session carry in their shebangs
+      // (the raw-Hyperswarm reference too, so both sides of a ratio get the same runtime).
+      execArgv: ['--import', 'tsx', ...DATA_PATH_NODE_FLAGS, ...(opts.execArgv ?? []), ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.BENCH_CPU_PROF, name)}`] : []),
+        // BENCH_PERF_MAP=1: /tmp/perf-<pid>.map so `perf record` names JS frames (kernel and native time included)
+        ...(process.env.BENCH_PERF_MAP ? ['--perf-basic-prof-only-functions'] : []),
+        // BENCH_NODE_FLAGS='--trace-gc …': any node flags for every child (NODE_OPTIONS refuses many)
+        ...(process.env.BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+        // BENCH_TRACE=<dir>: per-hop timestamps of tunnel requests (bench/lib/trace.ts)
+        ...(process.env.BENCH_TRACE ? ['--import', pathToFileURL(join(repoRoot(), 'bench/lib/trace.ts')).href] : [])],
       env: { ...process.env, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       cwd: repoRoot(),

@@ -124,9 +124,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   // with this (long-standing, undocumented) switch it answers and then ends.
   ;(server as http.Server & { httpAllowHalfOpen?: boolean }).httpAllowHalfOpen = true
 
-  server.on('request', (req, res) => void onRequest(req, res, false))
+  server.on('request', (req, res) => onRequest(req, res, false))
   // Expect: 100-continue: decide before the client sends a (possibly huge) body.
-  server.on('checkContinue', (req, res) => void onRequest(req, res, true))
+  server.on('checkContinue', (req, res) => onRequest(req, res, true))
   server.on('upgrade', (req, socket: Duplex, head: Buffer) => void onUpgrade(req, socket, head))
   server.on('connect', (req, socket: Duplex) => {
     logger.warn(`refused CONNECT ${req.url ?? ''} from session ${sessionOf(socket) ?? '?'}`)
@@ -141,18 +141,38 @@ export function createGateway(options: GatewayOptions): Gateway {
     writeRawRefusal(socket, { status, code: 'bad_request', message: `malformed request: ${err.message}` }, undefined)
   })
 
-  async function gate(req: http.IncomingMessage, stream: Duplex): Promise<Refusal | undefined> {
+  /**
+   * Payment, policy and Host checks for one request. Synchronous when
+   * `isPaid` answers synchronously (the provider's does): every request pays
+   * for an await otherwise, and each one is a trip through the microtask
+   * queue behind whatever else the process has queued.
+   */
+  function gate(req: http.IncomingMessage, stream: Duplex): Refusal | undefined | Promise<Refusal | undefined> {
     const sessionId = sessionOf(stream)
     if (sessionId === undefined) return { status: 503, code: 'no_session', message: 'this stream is not attached to a session' }
-    let paid = false
+    let paid: boolean | Promise<boolean>
     try {
-      paid = await options.isPaid(sessionId)
+      paid = options.isPaid(sessionId)
     } catch (err) {
-      logger.warn(`payment check for session ${sessionId} failed, refusing: ${(err as Error).message}`)
+      return paymentCheckFailed(sessionId, err)
     }
-    if (!paid) {
-      return { status: 402, code: 'payment_required', message: `session ${sessionId} has no verified payment; nothing was sent to the provider's backend` }
-    }
+    if (typeof paid === 'boolean') return paid ? checkRequest(req, sessionId) : unpaid(sessionId)
+    return paid.then(
+      (ok) => (ok ? checkRequest(req, sessionId) : unpaid(sessionId)),
+      (err: unknown) => paymentCheckFailed(sessionId, err),
+    )
+  }
+
+  function paymentCheckFailed(sessionId: string, err: unknown): Refusal {
+    logger.warn(`payment check for session ${sessionId} failed, refusing: ${(err as Error).message}`)
+    return unpaid(sessionId)
+  }
+
+  function unpaid(sessionId: string): Refusal {
+    return { status: 402, code: 'payment_required', message: `session ${sessionId} has no verified payment; nothing was sent to the provider's backend` }
+  }
+
+  function checkRequest(req: http.IncomingMessage, sessionId: string): Refusal | undefined {
     const decision = policy.check(req.method ?? 'GET', req.url ?? '')
     if (!decision.ok) {
       logger.warn(`refused ${req.method} ${JSON.stringify(req.url)} from session ${sessionId}: ${decision.message}`)
@@ -168,8 +188,13 @@ export function createGateway(options: GatewayOptions): Gateway {
     return undefined
   }
 
-  async function onRequest(req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): Promise<void> {
-    const refusal = await gate(req, req.socket)
+  function onRequest(req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean): void {
+    const refusal = gate(req, req.socket)
+    if (refusal instanceof Promise) void refusal.then((r) => forward(req, res, expectContinue, r))
+    else forward(req, res, expectContinue, refusal)
+  }
+
+  function forward(req: http.IncomingMessage, res: http.ServerResponse, expectContinue: boolean, refusal: Refusal | undefined): void {
     if (refusal) {
       // Close after any refusal: a refused body would otherwise have to be
       // drained, and whoever sent a hostile target gets no second try on the

@@ -14,6 +14,8 @@ export const WINDOW = 1024 * 1024
  * quarter window instead of one per frame.
  */
 export const GRANT_BATCH = WINDOW / 4
+/** Corked writes totalling at most this are sent as one frame. */
+const COALESCE_LIMIT = 16 * 1024
 
 /**
  * One tunnel stream over a protomux channel, as a Node Duplex with its own
@@ -130,6 +132,25 @@ export class WireStream extends Duplex {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     this.writeFrames(chunk).then(() => cb(), cb)
+  }
+
+  /**
+   * Node's HTTP server writes a response's head and a small body as two
+   * corked writes; sent apart they would cost two frames, two encryptions
+   * and two datagrams. Small batches go out as one frame; big chunks as
+   * they are (copying them would cost more than it saves).
+   */
+  override _writev(chunks: Array<{ chunk: Buffer }>, cb: (err?: Error | null) => void): void {
+    let total = 0
+    for (const c of chunks) total += c.chunk.byteLength
+    if (total <= COALESCE_LIMIT) {
+      this.writeFrames(chunks.length === 1 ? chunks[0]!.chunk : Buffer.concat(chunks.map((c) => c.chunk), total)).then(() => cb(), cb)
+      return
+    }
+    const each = async (): Promise<void> => {
+      for (const c of chunks) await this.writeFrames(c.chunk)
+    }
+    each().then(() => cb(), cb)
   }
 
   private async writeFrames(chunk: Buffer): Promise<void> {
