@@ -117,6 +117,8 @@ program.action(async (flags: AgentFlags) => {
       name: flags.name,
       relays: flags.relay.length ? flags.relay : (g.devnet?.relays ?? []),
       maxJobs: parseIntFlag('max-jobs', flags.maxJobs, 1, 1000),
+      // On the devnet every relay is on loopback; elsewhere a request must not steer us into our own network.
+      privateRequestRelays: flags.relay.length === 0 && g.devnet !== undefined,
       minPrice: parseIntFlag('min-price', flags.minPrice, 0),
       log: (m) => out.log(m),
     })

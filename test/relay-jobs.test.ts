@@ -1,7 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer as createHttpServer } from 'node:http'
+import { createServer as createTcpServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import httpProxy from 'http-proxy'
 import { WebSocketServer } from 'ws'
 import { generateSecretKey } from 'nostr-tools/pure'
 import { devnet } from './helpers/devnet.js'
@@ -14,7 +18,11 @@ import { RelayPool } from '../src/nostr/relay-client.js'
 import { parseFeedback, resultKindFor, JOB_FEEDBACK_KIND, type JobFeedback } from '../src/nostr/nip90.js'
 import { RelayJobService, type JobActivity, type RelayJobServiceOptions } from '../src/provider/relay-jobs.js'
 import { JobQueue, QueueFullError } from '../src/provider/job-queue.js'
-import { PubkeyRateLimiter } from '../src/provider/rate-limit.js'
+import { WalletJobPayments } from '../src/provider/job-payments.js'
+import { PubkeyRateLimiter, TokenBucket } from '../src/provider/rate-limit.js'
+import { hostRefusal, RelayTargets } from '../src/provider/relay-targets.js'
+import { fitResultEvent, MAX_RESULT_EVENT_BYTES, signedEventBytes } from '../src/provider/result-event.js'
+import { ciphertextChars, encryptFor } from '../src/nostr/encryption.js'
 import { jobCacheKey, ResultCache } from '../src/provider/result-cache.js'
 import { PartialStream } from '../src/provider/partial-stream.js'
 import { runChain, runRelayJob, type CustomerEvent, type JobSpec, type PayInvoice } from '../src/customer/relay-job.js'
@@ -42,8 +50,8 @@ function newIdentity(): Identity {
   return identityFromSecret(generateSecretKey())
 }
 
-async function ownRelay(port?: number): Promise<RunningRelay> {
-  const r = await startRelay({ port, log: () => {} })
+async function ownRelay(port?: number, maxMessageBytes?: number): Promise<RunningRelay> {
+  const r = await startRelay({ port, log: () => {}, ...(maxMessageBytes ? { maxMessageBytes } : {}) })
   cleanup.push(() => r.stop())
   return r
 }
@@ -128,19 +136,42 @@ async function rawRequest(c: Customer, template: Omit<EventTemplate, 'created_at
   return { event, feedback }
 }
 
-function until(cond: () => boolean, ms = 5000): Promise<void> {
+/** Wait (bounded) for `cond`; `refresh` runs between checks when the condition needs a query. */
+function until(cond: () => boolean, ms = 5000, refresh?: () => Promise<void>): Promise<void> {
   const deadline = Date.now() + ms
   return new Promise((resolve, reject) => {
-    const tick = (): void => {
+    const tick = async (): Promise<void> => {
+      if (refresh) await refresh().catch(() => undefined)
       if (cond()) return resolve()
       if (Date.now() > deadline) return reject(new Error('timed out waiting'))
-      setTimeout(tick, 10)
+      setTimeout(() => void tick(), refresh ? 50 : 10)
     }
-    tick()
+    void tick()
   })
 }
 
+/** A relay event cap like strfry's default (64 KiB), as a message limit: `["EVENT",…]` adds a few bytes. */
+const RELAY_EVENT_CAP = 64 * 1024 + 16
+
 const count = (activity: JobActivity[], type: JobActivity['type']): number => activity.filter((a) => a.type === type).length
+
+/** Echoes its input, but holds every job until `open()` (or its abort). */
+function gatedProcessor(): { processor: Processor; open: () => void } {
+  let open!: () => void
+  const gate = new Promise<void>((r) => (open = r))
+  const echo = new EchoProcessor()
+  return {
+    open,
+    processor: {
+      start: () => echo.start(),
+      describe: () => echo.describe(),
+      async *run(job, signal) {
+        await Promise.race([gate, new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))])
+        yield* echo.run(job, signal)
+      },
+    },
+  }
+}
 
 describe('relay jobs end to end (devnet relay)', () => {
   it('runs a plain job and publishes a well-formed result', async () => {
@@ -309,6 +340,59 @@ describe('relay jobs end to end (devnet relay)', () => {
     expect(count(p.activity, 'rejected')).toBe(cases.length + 1)
   })
 
+  it('answers malformed requests within a global limit and drops the rest silently', async () => {
+    const p = await provider({ errorReplyLimit: { perMinute: 1, burst: 2 } })
+    const c = await customer()
+    const crypto = await nostrCrypto()
+    // Four keys, so the per-key limit plays no part: the flood comes from everywhere.
+    const bad = Array.from({ length: 4 }, (_, n) =>
+      crypto.sign({ kind: KIND, created_at: nowSeconds(), content: '', tags: [['i', `x${n}`, 'bogus'], ['p', p.identity.pubkey]] }, newIdentity().secretKey),
+    )
+    const answers = new Set<string>()
+    const sub = c.pool.subscribe([{ kinds: [JOB_FEEDBACK_KIND], '#e': bad.map((e) => e.id) }], {
+      onevent: (ev) => {
+        const f = parseFeedback(ev)
+        if (f.ok && f.value.status === 'error') answers.add(f.value.requestId)
+      },
+    })
+    cleanup.push(() => sub.close())
+    for (const ev of bad) await c.pool.publishOrThrow(ev)
+    await until(() => count(p.activity, 'rejected') === 4 && count(p.activity, 'unanswered') === 2)
+    await until(() => answers.size === 2)
+    // Well-formed requests are not limited by it.
+    expect((await c.run({ text: 'still served', provider: p.identity.pubkey })).content).toBe('still served')
+    // The dropped ones were never signed, so nothing more can arrive for them.
+    expect(answers.size).toBe(2)
+    expect(await c.pool.query([{ kinds: [JOB_FEEDBACK_KIND], '#e': bad.map((e) => e.id) }])).toHaveLength(2)
+  })
+
+  it('drops the echoed request from a result too large for a relay, and still delivers the whole output', async () => {
+    // A relay that takes events up to 64 KiB, as strfry does by default.
+    const relay = await ownRelay(undefined, RELAY_EVENT_CAP)
+    const p = await provider({ relays: [relay.url], resultPublishDeadlineMs: 2000 })
+    const c = await customer([relay.url])
+    const text = 'word '.repeat(5000).trim()
+    // Echoed request (25 kB) + its input tag (25 kB) + the output (50 kB) would be about 100 kB.
+    const out = await c.run({ text, params: { repeat: '2' }, provider: p.identity.pubkey }, { timeoutMs: 10_000 })
+    expect(out.content).toBe(`${text} ${text}`)
+    const [result] = await c.pool.query([{ kinds: [resultKindFor(KIND)], '#e': [out.id] }])
+    expect(result!.tags.some((t) => t[0] === 'request' || t[0] === 'i')).toBe(false)
+    expect(result!.tags).toContainEqual(['e', out.id])
+    expect(result!.tags).toContainEqual(['p', c.identity.pubkey])
+    expect(Buffer.byteLength(JSON.stringify(result))).toBeLessThanOrEqual(MAX_RESULT_EVENT_BYTES)
+  })
+
+  it('fails an encrypted job whose output cannot fit a relay event, with an error saying so', async () => {
+    const relay = await ownRelay(undefined, RELAY_EVENT_CAP)
+    const p = await provider({ relays: [relay.url], resultPublishDeadlineMs: 2000 })
+    const c = await customer([relay.url])
+    // 50 kB of output: fine in the clear, about 76 kB once encrypted.
+    const spec = { text: 'word '.repeat(1000).trim(), params: { repeat: '10' }, provider: p.identity.pubkey }
+    await expect(c.run({ ...spec, encrypt: true }, { timeoutMs: 10_000 })).rejects.toThrow(/too large for a relay event/)
+    expect(count(p.activity, 'result')).toBe(0)
+    expect((await c.run(spec, { timeoutMs: 10_000 })).content).toBe(Array(10).fill(spec.text).join(' '))
+  })
+
   it('rate limits one customer without affecting others', async () => {
     const p = await provider({ rateLimit: { perMinute: 1, burst: 2 } })
     const c = await customer()
@@ -368,14 +452,43 @@ describe('relay jobs across relays', () => {
     }
   })
 
-  it('also publishes results to the relays the request names', async () => {
+  it('also publishes results to the relays the request names (a provider on the devnet may use loopback ones)', async () => {
     const [a, extra] = [await ownRelay(), await ownRelay()]
-    const p = await provider({ relays: [a.url] })
+    const p = await provider({ relays: [a.url], privateRequestRelays: true })
     const c = await customer([a.url])
     const { event } = await rawRequest(c, { kind: KIND, content: '', tags: [['i', 'hint me', 'text'], ['relays', extra.url], ['p', p.identity.pubkey]] }, 500)
     const extraPool = await newPool([extra.url])
-    await until(() => count(p.activity, 'result') === 1)
-    expect(await extraPool.query([{ kinds: [resultKindFor(KIND)], '#e': [event.id] }])).toHaveLength(1)
+    let found = 0
+    // The extra relay is sent to without waiting for it: look until it has the result.
+    await until(() => found === 1, 5000, async () => {
+      found = (await extraPool.query([{ kinds: [resultKindFor(KIND)], '#e': [event.id] }], { timeoutMs: 1000 })).length
+    })
+    expect(count(p.activity, 'relays-skipped')).toBe(0)
+  })
+
+  it('never connects to loopback or private hosts a request names, only to its own relays', async () => {
+    const a = await ownRelay()
+    // Stands for a service inside the provider's network: it counts every connection made to it.
+    let connections = 0
+    const inside = createTcpServer((sock) => {
+      connections++
+      sock.destroy()
+    })
+    await new Promise<void>((r) => inside.listen(0, '127.0.0.1', r))
+    cleanup.push(() => new Promise((r) => inside.close(() => r(undefined))))
+    const port = (inside.address() as { port: number }).port
+    const sneaky = [`ws://127.0.0.1:${port}`, `ws://localhost:${port}/`, `ws://2130706433:${port}`, `wss://[::ffff:127.0.0.1]:${port}`, `ws://10.1.2.3:${port}`, `ws://169.254.169.254:${port}`]
+    const p = await provider({ relays: [a.url] })
+    const c = await customer([a.url])
+    const { event } = await rawRequest(c, { kind: KIND, content: '', tags: [['i', 'where to?', 'text'], ['relays', a.url, ...sneaky], ['p', p.identity.pubkey]] }, 500)
+    await until(() => count(p.activity, 'result') === 1 && count(p.activity, 'relays-skipped') === 1)
+    // The customer still gets the result on the provider's own relay, which the request also named.
+    expect(await c.pool.query([{ kinds: [resultKindFor(KIND)], '#e': [event.id] }])).toHaveLength(1)
+    const skipped = p.activity.find((x): x is Extract<JobActivity, { type: 'relays-skipped' }> => x.type === 'relays-skipped')!
+    expect(skipped.relays.map((r) => r.relay).sort()).toEqual(
+      [`ws://127.0.0.1:${port}`, `ws://localhost:${port}`, `wss://[::ffff:7f00:1]:${port}`, `ws://10.1.2.3:${port}`, `ws://169.254.169.254:${port}`].sort(),
+    )
+    expect(connections).toBe(0)
   })
 
   it('finishes a job across a relay restart', async () => {
@@ -452,19 +565,27 @@ describe('paid relay jobs (own mint, invoices paid only by melt)', () => {
   let mint: RunningMint
   let payer: Wallet
 
+  /** every mint process started here, stopped in afterAll even when the setup failed half way */
+  const mints: RunningMint[] = []
+
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'dvm-relay-paid-'))
     const funding = await startMint({ dataDir: join(dir, 'mint') })
-    payer = new Wallet({ dataDir: join(dir, 'payer'), mintUrl: funding.url })
-    await payer.load()
-    await payer.fund(500, { pollMs: 100 })
-    const port = funding.port
-    await funding.stop()
-    mint = await startMint({ dataDir: join(dir, 'mint'), port, env: { FAKEWALLET_BRR: 'false' } })
+    mints.push(funding)
+    try {
+      payer = new Wallet({ dataDir: join(dir, 'payer'), mintUrl: funding.url })
+      await payer.load()
+      await payer.fund(500, { pollMs: 100 })
+    } finally {
+      await funding.stop()
+    }
+    mint = await startMint({ dataDir: join(dir, 'mint'), port: funding.port, env: { FAKEWALLET_BRR: 'false' } })
+    mints.push(mint)
   })
   afterAll(async () => {
-    await mint?.stop()
-    await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
+    // stop() is a no-op for a mint already stopped.
+    await Promise.all(mints.map((m) => m.stop()))
+    if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 })
   })
 
   async function providerWallet(name: string): Promise<Wallet> {
@@ -490,6 +611,8 @@ describe('paid relay jobs (own mint, invoices paid only by melt)', () => {
     expect((await wallet.balance()).balance).toBe(21)
     const seen = c.events.map((e) => e.type)
     expect(seen.indexOf('payment-required')).toBeLessThan(seen.indexOf('paid'))
+    // the customer can see the result before the provider's publish is acknowledged and logged
+    await until(() => p.activity.some((a) => a.type === 'result'))
     expect(p.activity.map((a) => a.type)).toEqual(expect.arrayContaining(['payment-required', 'paid', 'result']))
   })
 
@@ -502,6 +625,90 @@ describe('paid relay jobs (own mint, invoices paid only by melt)', () => {
     // Without a bid the customer does not pay what it is asked.
     await expect(c.run({ text: 'no bid', provider: p.identity.pubkey }, { pay: melt })).rejects.toThrow(/pass --bid=21000/)
     expect((await payer.balance()).balance).toBe(before)
+  })
+
+  it('refuses a job as busy before taking its payment, never after', async () => {
+    const wallet = await providerWallet('prov-busy')
+    const gate = gatedProcessor()
+    const p = await provider({ pricing: { perJob: 2 }, wallet, mintUrl: mint.url, processor: gate.processor, maxJobs: 1, maxQueued: 1, resultCache: false })
+    const [c1, c2, c3] = [await customer(), await customer(), await customer()]
+    const [t1, t2, t3] = [await payer.send(2), await payer.send(2), await payer.send(2)]
+    const run = (c: Customer, text: string, cashu: string) => c.run({ text, provider: p.identity.pubkey, encrypt: true, params: { cashu } })
+    const first = run(c1, 'first', t1)
+    await until(() => count(p.activity, 'started') === 1)
+    // The second job is paid and waits for the one slot: it holds its place in the queue.
+    const second = run(c2, 'second', t2)
+    await until(() => count(p.activity, 'paid') === 2)
+    await expect(run(c3, 'third', t3)).rejects.toThrow(/busy/)
+    gate.open()
+    expect((await first).content).toBe('first')
+    expect((await second).content).toBe('second')
+    // Paid for the two jobs it ran, not for the one it refused.
+    expect((await wallet.balance()).balance).toBe(4)
+    expect(count(p.activity, 'paid')).toBe(2)
+    // The refused token was never touched: its owner can still spend it.
+    expect((await payer.receive(t3)).amount).toBe(2)
+  })
+
+  /** The provider's wallet reaches the mint through this, so the test sees every quote check it makes. */
+  async function countingMint(): Promise<{ url: string; quoteChecks: () => number }> {
+    const proxy = httpProxy.createProxyServer({ target: mint.url })
+    let checks = 0
+    const server = createHttpServer((req, res) => {
+      if (req.method === 'GET' && req.url?.startsWith('/v1/mint/quote/bolt11/')) checks++
+      proxy.web(req, res, {}, () => {
+        if (!res.headersSent) res.writeHead(502)
+        res.end()
+      })
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    cleanup.push(() => {
+      proxy.close()
+      server.closeAllConnections()
+      return new Promise((r) => server.close(() => r(undefined)))
+    })
+    return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, quoteChecks: () => checks }
+  }
+
+  /** A provider whose invoice is never paid, with a customer that bid but never pays, and a mint that counts the quote checks. */
+  async function unpaidInvoice(name: string) {
+    const m = await countingMint()
+    const wallet = new Wallet({ dataDir: join(dir, name), mintUrl: m.url })
+    await wallet.load()
+    const payments = new WalletJobPayments({ mintUrl: m.url, wallet, pollMs: POLL_MS, invoiceTimeoutMs: 60_000 })
+    const p = await provider({ pricing: { perJob: 5 }, payments, paymentTimeoutMs: 60_000 })
+    const c = await customer()
+    const ctl = new AbortController()
+    const running = c.run({ text: 'never paid', provider: p.identity.pubkey, bidMsats: 5000 }, { signal: ctl.signal, pay: () => new Promise<void>(() => {}), timeoutMs: 20_000 })
+    running.catch(() => {})
+    await until(() => count(p.activity, 'payment-required') === 1)
+    // The invoice is being watched.
+    await until(() => m.quoteChecks() >= 2)
+    return { m, p, ctl, running }
+  }
+
+  const POLL_MS = 50
+
+  it('stops watching an unpaid invoice once the customer cancels the job', async () => {
+    const { m, p, ctl, running } = await unpaidInvoice('prov-cancel')
+    ctl.abort()
+    await expect(running).rejects.toThrow(/cancelled/)
+    await until(() => count(p.activity, 'cancelled') === 1)
+    const checks = m.quoteChecks()
+    // Watching for absence: a live poller would check about ten times in this window.
+    await sleep(POLL_MS * 10)
+    expect(m.quoteChecks()).toBe(checks)
+  })
+
+  it('stops watching an unpaid invoice when the provider stops, within its grace period', async () => {
+    const { m, p, running } = await unpaidInvoice('prov-stop')
+    const t0 = Date.now()
+    await p.service.stop()
+    expect(Date.now() - t0).toBeLessThan(3000)
+    await expect(running).rejects.toThrow(/shutting down/)
+    const checks = m.quoteChecks()
+    await sleep(POLL_MS * 10)
+    expect(m.quoteChecks()).toBe(checks)
   })
 
   it('serves jobs priced below --min-price for free', async () => {
@@ -574,6 +781,74 @@ describe('building blocks', () => {
     expect(await first).toBe('first')
     expect(await fourth).toBe('fourth')
     expect(q.active).toBe(0)
+  })
+
+  it('JobQueue keeps a reserved place: a reserved job is never refused, others are once places are promised', async () => {
+    const q = new JobQueue(1, 1)
+    let release!: () => void
+    const first = q.run(() => new Promise<string>((r) => (release = () => r('first'))))
+    const slot = q.reserve()!
+    expect(slot).toBeDefined()
+    expect(q.accepting).toBe(false)
+    expect(q.reserve()).toBeUndefined()
+    await expect(q.run(async () => 'unreserved')).rejects.toBeInstanceOf(QueueFullError)
+    const reserved = q.run(async () => 'reserved', undefined, slot)
+    release()
+    expect(await first).toBe('first')
+    expect(await reserved).toBe('reserved')
+    // A place given back unused is free again; giving it back twice changes nothing.
+    const spare = q.reserve()!
+    spare.release()
+    spare.release()
+    expect(q.reservedSlots).toBe(0)
+    expect(q.active).toBe(0)
+  })
+
+  it('TokenBucket gives `burst` at once, then `perMinute`', () => {
+    const b = new TokenBucket({ perMinute: 60, burst: 2 }, 0)
+    expect([b.take(0), b.take(0), b.take(0)]).toEqual([true, true, false])
+    expect(b.take(999)).toBe(false)
+    expect(b.take(1000)).toBe(true)
+  })
+
+  it('RelayTargets skips non-public hosts and names that resolve to them, caps extras, and keeps own relays', async () => {
+    const dns: Record<string, string[]> = { 'relay.example.com': ['203.0.113.7'], 'rebind.example.com': ['203.0.113.8', '10.0.0.5'], 'v6.example.com': ['fd00::1'] }
+    const lookup = async (h: string): Promise<string[]> => {
+      if (!dns[h]) throw new Error('ENOTFOUND')
+      return dns[h]!
+    }
+    const own = ['ws://127.0.0.1:7777']
+    const targets = new RelayTargets({ ownRelays: () => own, allowPrivate: false, lookup, maxExtra: 5 })
+    const choice = await targets.choose(['ws://127.0.0.1:7777/', 'wss://relay.example.com', 'wss://rebind.example.com', 'wss://v6.example.com', 'ws://[fe80::1]', 'wss://nowhere.example.com', 'wss://a.example.com'])
+    expect(choice.use).toEqual(['wss://relay.example.com'])
+    const why = Object.fromEntries(choice.skipped.map((s) => [s.relay, s.reason]))
+    expect(why['wss://rebind.example.com']).toMatch(/non-public/)
+    expect(why['wss://v6.example.com']).toMatch(/non-public/)
+    expect(why['ws://[fe80::1]']).toMatch(/not a public address/)
+    expect(why['wss://nowhere.example.com']).toMatch(/does not resolve/)
+    expect(why['wss://a.example.com']).toMatch(/more than 5 relays/)
+    // On the devnet loopback relays are fine.
+    const devnetTargets = new RelayTargets({ ownRelays: () => own, allowPrivate: true, lookup })
+    expect((await devnetTargets.choose(['ws://127.0.0.1:8888'])).use).toEqual(['ws://127.0.0.1:8888'])
+    for (const host of ['localhost', 'foo.localhost', '127.9.9.9', '[::1]', '[::ffff:a00:1]', '172.20.1.1', '192.168.1.1', '169.254.1.1', '0.0.0.0', '[fc00::1]', '[fe80::2]']) {
+      expect(hostRefusal(host), host).toBeDefined()
+    }
+    for (const host of ['8.8.8.8', '[2001:4860:4860::8888]', 'relay.damus.io']) expect(hostRefusal(host), host).toBeUndefined()
+  })
+
+  it('result events stay within what relays take: the echo goes first, and the size is known before encrypting', () => {
+    const a = newIdentity()
+    const b = newIdentity()
+    for (const n of [1, 32, 33, 300, 5000, 40_000, 49_999]) {
+      expect(encryptFor(a.secretKey, b.pubkey, 'x'.repeat(n), 'nip44')).toHaveLength(ciphertextChars(n, 'nip44'))
+      expect(encryptFor(a.secretKey, b.pubkey, 'x'.repeat(n), 'nip04')).toHaveLength(ciphertextChars(n, 'nip04'))
+    }
+    const big = { kind: 6050, created_at: nowSeconds(), content: 'o'.repeat(40_000), tags: [['request', 'r'.repeat(30_000)], ['e', 'a'.repeat(64)], ['p', 'b'.repeat(64)], ['i', 'q'.repeat(20_000), 'text']] }
+    const fit = fitResultEvent(big)
+    expect(fit.ok && fit.echoDropped).toBe(true)
+    if (fit.ok) expect(signedEventBytes(fit.template)).toBeLessThanOrEqual(MAX_RESULT_EVENT_BYTES)
+    // Escapes count: 40,000 newlines are 80,000 bytes of JSON.
+    expect(fitResultEvent({ ...big, content: '\n'.repeat(40_000) }).ok).toBe(false)
   })
 
   it('PubkeyRateLimiter refills over time, tells once, and forgets the least recent keys', () => {

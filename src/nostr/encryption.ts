@@ -53,3 +53,22 @@ export function decryptFrom(secretKey: Uint8Array, pubkey: string, payload: stri
     throw new EncryptionError(`cannot decrypt the ${scheme === 'nip04' ? 'NIP-04' : 'NIP-44'} content (${(err as Error).message}); was it encrypted to this key?`)
   }
 }
+
+/**
+ * Characters of ciphertext `encryptFor` produces for `plaintextBytes` bytes,
+ * without encrypting: lets a sender know beforehand whether an encrypted
+ * reply will fit an event. NIP-44 v2 pads (its calc_padded_len) and adds a
+ * version byte, a 32-byte nonce, a 2-byte length and a 32-byte MAC, all in
+ * base64; NIP-04 is AES-CBC in base64 plus `?iv=` and a base64 IV.
+ */
+export function ciphertextChars(plaintextBytes: number, scheme: EncryptionScheme = 'nip44'): number {
+  if (scheme === 'nip04') return 4 * Math.ceil(((Math.floor(plaintextBytes / 16) + 1) * 16) / 3) + 4 + 24
+  const len = Math.max(1, plaintextBytes)
+  let padded = 32
+  if (len > 32) {
+    const nextPower = 2 ** (Math.floor(Math.log2(len - 1)) + 1)
+    const chunk = nextPower <= 256 ? 32 : nextPower / 8
+    padded = chunk * (Math.floor((len - 1) / chunk) + 1)
+  }
+  return 4 * Math.ceil((1 + 32 + 2 + padded + 32) / 3)
+}

@@ -1,5 +1,6 @@
 import { CashuMint, CashuWallet, type Proof } from '@cashu/cashu-ts'
 import { decodeToken, sameMint, type DecodedToken } from '../payments/token.js'
+import { watchQuote } from './invoice-watch.js'
 
 /**
  * How a relay job gets paid, from the provider's side.
@@ -8,7 +9,9 @@ import { decodeToken, sameMint, type DecodedToken } from '../payments/token.js'
  *   mint quote (NUT-04) and journals it; the bolt11 goes to the customer in a
  *   `payment-required` feedback; once the quote is paid the wallet mints the
  *   ecash. Because the quote is journaled first, an invoice paid after a crash
- *   or a timeout is still minted on the wallet's next start.
+ *   or a timeout is still minted on the wallet's next start. The wait for the
+ *   payment is watched here (invoice-watch.ts), not in the wallet's own loop,
+ *   so it ends with the job.
  * - Cashu in the request, in a `cashu` param:
  *   - 1-sat proofs P2PK-locked (NUT-11) to the provider's payment key, with
  *     DLEQ proofs (NUT-12) and a locktime, are verified offline by the tick
@@ -23,12 +26,18 @@ import { decodeToken, sameMint, type DecodedToken } from '../payments/token.js'
 export interface Invoice {
   bolt11: string
   sats: number
-  /** resolves once paid and the ecash is in the wallet; rejects on expiry, abort or mint failure */
+  /**
+   * Resolves once paid and the ecash is in the wallet; rejects on expiry, mint
+   * failure, or when `signal` aborts first. An abort also stops watching the
+   * invoice. If the last look at an aborted invoice finds it paid after all,
+   * this resolves: the money arrived, and the caller decides what follows.
+   */
   settled(signal: AbortSignal): Promise<void>
 }
 
 export interface JobPayments {
-  invoice(sats: number): Promise<Invoice>
+  /** An invoice for `sats`; `signal` ends every wait on it (the job was cancelled, timed out, or the provider stops). */
+  invoice(sats: number, signal?: AbortSignal): Promise<Invoice>
   /** Take a Cashu token worth at least `minSats` for job `jobId`; resolve the sats received. Throws PaymentRefused saying why. */
   acceptToken(encoded: string, minSats: number, jobId: string): Promise<number>
 }
@@ -63,12 +72,14 @@ export interface WalletJobPaymentsOptions {
   offline?: OfflineProofAcceptor
   /** called once proofs for `jobId` were stored offline, so they can be redeemed */
   onOfflineAccepted?: (jobId: string) => void
-  /** how long an invoice is watched (the wallet keeps the quote after that) */
+  /** how long an invoice is watched (the wallet keeps the quote after that, and mints it if it is paid later) */
   invoiceTimeoutMs?: number
   pollMs?: number
 }
 
 const MAX_TOKEN_CHARS = 16 * 1024
+/** how long the wallet may take to mint once the invoice was seen paid */
+const MINT_AFTER_PAYMENT_MS = 60_000
 const MAX_TOKEN_PROOFS = 64
 
 /** A NUT-10 secret is a JSON array starting with its kind: `["P2PK", {…}]`. */
@@ -81,21 +92,57 @@ export class WalletJobPayments implements JobPayments {
 
   constructor(private readonly opts: WalletJobPaymentsOptions) {}
 
-  invoice(sats: number): Promise<Invoice> {
+  invoice(sats: number, signal?: AbortSignal): Promise<Invoice> {
     if (!Number.isSafeInteger(sats) || sats <= 0) return Promise.reject(new RangeError(`an invoice needs a positive whole number of sats, got ${sats}`))
+    const pollMs = this.opts.pollMs ?? 500
+    const timeoutMs = this.opts.invoiceTimeoutMs ?? 600_000
     return new Promise((resolveInvoice, rejectInvoice) => {
       let invoiceGiven = false
-      const funded = this.opts.wallet.fund(sats, {
-        timeoutMs: this.opts.invoiceTimeoutMs ?? 600_000,
-        pollMs: this.opts.pollMs ?? 500,
-        onInvoice: (bolt11) => {
+      // Ends the watch: the caller's signal, or the one given to settled().
+      const stop = new AbortController()
+      const onStop = (): void => {
+        stop.abort(signal?.reason)
+        // Nobody waits for an invoice any more: do not hold the caller until the mint answers.
+        if (!invoiceGiven) rejectInvoice(signal?.reason)
+      }
+      if (signal?.aborted) return onStop()
+      signal?.addEventListener('abort', onStop, { once: true })
+      const funded: Promise<unknown> = this.opts.wallet.fund(sats, {
+        // Only the minting after the payment runs inside the wallet's own loop, which
+        // takes no signal: it starts once our watch saw the quote paid, and is short.
+        timeoutMs: MINT_AFTER_PAYMENT_MS,
+        pollMs,
+        onInvoice: (bolt11, quoteId) => {
           invoiceGiven = true
-          resolveInvoice({ bolt11, sats, settled: (signal) => untilSettled(funded, signal) })
+          const paid = watchQuote({ mintUrl: this.opts.mintUrl, quoteId, pollMs, deadline: Date.now() + timeoutMs, signal: stop.signal })
+            .then((outcome) => {
+              if (outcome === 'aborted') throw stop.signal.reason instanceof Error ? stop.signal.reason : new PaymentRefused('stopped waiting for the invoice')
+              if (outcome === 'expired') throw new PaymentRefused(`the invoice was not paid within ${Math.round(timeoutMs / 1000)} s`)
+            })
+            .finally(() => signal?.removeEventListener('abort', onStop))
+          resolveInvoice({
+            bolt11,
+            sats,
+            settled: (s) => {
+              const onAbort = (): void => stop.abort(s.reason)
+              if (s.aborted) onAbort()
+              else s.addEventListener('abort', onAbort, { once: true })
+              // Once paid, wait for the minting even if the job is gone: that is the customer's money arriving.
+              return paid
+                .then(() => funded)
+                .then(() => undefined)
+                .finally(() => s.removeEventListener('abort', onAbort))
+            },
+          })
+          // The wallet waits here: a rejection ends fund() with the quote journaled,
+          // so an invoice paid after all is still minted by the wallet's next recovery.
+          return paid
         },
       })
-      // The wallet keeps polling after an abort; its outcome is only ours to report while someone waits.
       funded.catch((err: unknown) => {
-        if (!invoiceGiven) rejectInvoice(new Error(`cannot get an invoice from the mint ${this.opts.mintUrl}: ${(err as Error).message}`))
+        if (invoiceGiven) return
+        signal?.removeEventListener('abort', onStop)
+        rejectInvoice(new Error(`cannot get an invoice from the mint ${this.opts.mintUrl}: ${(err as Error).message}`))
       })
     })
   }
@@ -169,17 +216,4 @@ export class WalletJobPayments implements JobPayments {
     if (got < minSats) throw new PaymentRefused(`the token was worth ${got} sats; this job costs ${minSats}`)
     return got
   }
-}
-
-/** Wait for the wallet's fund() to finish, or for the signal. */
-function untilSettled(funded: Promise<unknown>, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason)
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    funded.then(
-      () => resolve(),
-      (err: unknown) => reject(err instanceof Error ? err : new Error(String(err))),
-    ).finally(() => signal.removeEventListener('abort', onAbort))
-  })
 }

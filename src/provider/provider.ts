@@ -46,6 +46,8 @@ export interface ProviderOptions {
   relays?: string[]
   /** relay jobs running at once */
   maxJobs?: number
+  /** let relay requests name loopback/private relays for replies: only for a provider on the devnet (relay-targets.ts) */
+  privateRequestRelays?: boolean
   /** relay jobs priced below this many sats are free */
   minPrice?: number
   /** heartbeat interval (ms) */
@@ -202,6 +204,7 @@ export class Provider extends EventEmitter {
       offlineProofs: this.verifier,
       onOfflineProofs: (jobId) => void this.redeemer.sessionEnded(jobId).catch(() => {}),
       maxJobs: this.opts.maxJobs ?? 4,
+      privateRequestRelays: this.opts.privateRequestRelays === true,
       log,
     })
     this.announcer = new Announcer({

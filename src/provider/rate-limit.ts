@@ -54,3 +54,33 @@ export class PubkeyRateLimiter {
     return { ok: false, retryAfterMs, notify }
   }
 }
+
+/**
+ * One token bucket for the whole service: bounds work that per-key limits
+ * cannot, because a flood may come from many fresh keys (each signed reply
+ * costs a signature and a publish).
+ */
+export class TokenBucket {
+  private tokens: number
+  private updated: number
+  private readonly ratePerMs: number
+
+  constructor(
+    private readonly opts: { perMinute: number; burst: number },
+    now = Date.now(),
+  ) {
+    if (!(opts.perMinute > 0) || !(opts.burst >= 1)) throw new RangeError('a token bucket needs perMinute > 0 and burst >= 1')
+    this.tokens = opts.burst
+    this.updated = now
+    this.ratePerMs = opts.perMinute / 60_000
+  }
+
+  /** Take one token; false when none is left (the caller drops the work). */
+  take(now = Date.now()): boolean {
+    this.tokens = Math.min(this.opts.burst, this.tokens + Math.max(0, now - this.updated) * this.ratePerMs)
+    this.updated = now
+    if (this.tokens < 1) return false
+    this.tokens -= 1
+    return true
+  }
+}

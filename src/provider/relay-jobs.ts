@@ -1,12 +1,9 @@
-import type { Identity } from '../identity/nostr-key.js'
-import type { Chunk, Job, JobInput, Processor } from '../processors/types.js'
+import type { Chunk, Job, JobInput } from '../processors/types.js'
 import { BoundedSet, LruMap } from '../nostr/bounded.js'
 import { decryptFrom, encryptFor, EncryptionError, type EncryptionScheme } from '../nostr/encryption.js'
-import { loadNostrCrypto, nowSeconds, tagValue, type Event, type EventTemplate, type NostrCrypto } from '../nostr/events.js'
+import { loadNostrCrypto, nowSeconds, tagValue, type Event, type NostrCrypto } from '../nostr/events.js'
 import {
   addressedProviders,
-  buildFeedback,
-  buildResult,
   cancelledRequestIds,
   DELETION_KIND,
   isEncryptedRequest,
@@ -18,101 +15,43 @@ import {
   type JobRequest,
   type ReplyEncryptor,
 } from '../nostr/nip90.js'
-import { normalizeRelayUrl, RelayPool, type PoolSubscription, type PublishOutcome } from '../nostr/relay-client.js'
+import { RelayPool, type PoolSubscription } from '../nostr/relay-client.js'
 import { inlineSigner, threadedSigner, type EventSigner } from '../nostr/signer.js'
 import { ChainError, ChainResolver } from './chain.js'
-import { JobQueue, QueueFullError } from './job-queue.js'
-import { PaymentRefused, WalletJobPayments, type JobPayments, type JobWallet, type OfflineProofAcceptor } from './job-payments.js'
-import { PubkeyRateLimiter, type RateLimitOptions } from './rate-limit.js'
-import { jobCacheKey, ResultCache, withoutPaymentParams, type ResultCacheOptions } from './result-cache.js'
+import { JobQueue, QueueFullError, type QueueSlot } from './job-queue.js'
+import { PaymentRefused, WalletJobPayments, type JobPayments } from './job-payments.js'
+import { JobReplies } from './job-replies.js'
+import { PubkeyRateLimiter, TokenBucket, type RateLimitOptions } from './rate-limit.js'
+import type { JobActivity, RelayJobServiceOptions } from './relay-job-options.js'
+import { RelayTargets } from './relay-targets.js'
+import { jobCacheKey, ResultCache, withoutPaymentParams } from './result-cache.js'
+import { ResultSizeMeter, resultTooLargeMessage } from './result-event.js'
 import { PartialStream } from './partial-stream.js'
 
 /**
  * The provider's NIP-90 service: takes job requests from relays, runs them
  * through the processor, and answers with feedback (kind 7000) and results
  * (kind + 1000). See docs/nip90.md for the behaviour customers can rely on.
+ * Options and activity types: relay-job-options.ts; replies: job-replies.ts.
  */
-export interface RelayJobServiceOptions {
-  identity: Identity
-  /** relay URLs (the service opens and closes its own pool) or a pool shared with the rest of the agent */
-  relays: string[] | RelayPool
-  kinds: number[]
-  processor: Processor
-  crypto?: NostrCrypto
-  /** sats one relay job costs: `perJob` (the provider's Pricing) or `perRequest` (a NIP-89 handler's pricing) */
-  pricing?: { perJob?: number; perRequest?: number }
-  /** jobs priced below this many sats are served free (an invoice is not worth it) */
-  minPrice?: number
-  /** the provider's wallet (at `mintUrl`): issues invoices, receives ecash; needed for paid jobs */
-  wallet?: JobWallet
-  /** the provider's own mint, which issues its invoices */
-  mintUrl?: string
-  /** mints whose tokens are accepted in a `cashu` param (default: mintUrl) */
-  acceptedMints?: string[]
-  /** hex private key of the payment key, to redeem tokens locked to it */
-  paymentPrivkey?: string
-  /** verifies locked 1-sat proofs in a `cashu` param offline (the TickVerifier) */
-  offlineProofs?: OfflineProofAcceptor
-  /** proofs for a job were stored offline: redeem them when convenient */
-  onOfflineProofs?: (jobId: string) => void
-  /** replaces the mint-backed payments (tests, other wallets) */
-  payments?: JobPayments
-  /** jobs running at once (--max-jobs) */
-  maxJobs?: number
-  /** jobs waiting for a slot */
-  maxQueued?: number
-  /** jobs waiting for a payment or for an earlier job in a chain */
-  maxWaiting?: number
-  /** per customer pubkey; false disables */
-  rateLimit?: RateLimitOptions | false
-  jobTimeoutMs?: number
-  paymentTimeoutMs?: number
-  chainTimeoutMs?: number
-  /** a free job still running after this gets a `processing` feedback (paid jobs get one at once) */
-  processingFeedbackAfterMs?: number
-  /** streamed output is sent as `partial` feedback at most this often */
-  partialIntervalMs?: number
-  /** false disables caching results of identical requests */
-  resultCache?: ResultCacheOptions | false
-  /** serve requests that name no provider (`p`); default true */
-  acceptUnaddressed?: boolean
-  /**
-   * also publish replies to the relays a request names in its `relays` tag
-   * (NIP-90 asks for it; default true). Those are hosts the customer chose:
-   * turn this off where outbound connections must stay on known relays.
-   */
-  requestRelays?: boolean
-  /** how long a result is retried while no relay accepts it */
-  resultPublishDeadlineMs?: number
-  /** sign replies in a worker thread, so verifying and signing use two cores (default true) */
-  signingThread?: boolean
-  /** what the service is doing, for logs and --json output */
-  onActivity?: (activity: JobActivity) => void
-  /** operational notes (fallbacks, not per-job events) */
-  log?: (line: string) => void
-}
-
-export type JobActivity =
-  | { type: 'request'; id: string; customer: string; kind: number; encrypted: boolean }
-  | { type: 'ignored'; id: string; reason: string }
-  | { type: 'rejected'; id: string; reason: string }
-  | { type: 'payment-required'; id: string; sats: number; bolt11: string }
-  | { type: 'paid'; id: string; sats: number; via: 'invoice' | 'cashu' }
-  | { type: 'started'; id: string; cached: boolean }
-  | { type: 'result'; id: string; bytes: number; relays: number }
-  | { type: 'failed'; id: string; reason: string }
-  | { type: 'cancelled'; id: string }
-  | { type: 'publish-failed'; id: string; what: string; reason: string }
+export type { JobActivity, RelayJobServiceOptions } from './relay-job-options.js'
 
 interface ActiveJob {
   request: JobRequest
   abort: AbortController
   encrypt?: ReplyEncryptor
+  /** its place in the queue, taken on arrival */
+  slot: QueueSlot
   /** any feedback sent: then the job also ends with `success` */
   feedbackSent: boolean
   processingSent: boolean
+  /** the processor ran (or the cache answered) */
+  started: boolean
   paidMsats?: number
   seq: number
+  /** extra relays (the request's `relays`) its replies also go to, once checked */
+  replyRelays?: Promise<string[]>
+  done?: Promise<void>
 }
 
 class JobFailure extends Error {
@@ -128,7 +67,7 @@ class Cancelled extends Error {
 
 const DEFAULTS = {
   maxJobs: 4,
-  maxQueued: 64,
+  maxQueued: 128,
   maxWaiting: 64,
   jobTimeoutMs: 5 * 60_000,
   paymentTimeoutMs: 10 * 60_000,
@@ -137,6 +76,10 @@ const DEFAULTS = {
   partialIntervalMs: 250,
   resultPublishDeadlineMs: 60_000,
   rateLimit: { perMinute: 120, burst: 30 } satisfies RateLimitOptions,
+  errorReplyLimit: { perMinute: 600, burst: 100 },
+  /** an error reason is cut to this many characters (clients read at most 1000) */
+  maxReasonChars: 1000,
+  stopGraceMs: 3000,
 }
 
 export class RelayJobService {
@@ -148,6 +91,8 @@ export class RelayJobService {
   private signer: EventSigner | undefined
   private readonly queue: JobQueue
   private readonly limiter: PubkeyRateLimiter | undefined
+  private readonly errorReplies: TokenBucket | undefined
+  private replies: JobReplies | undefined
   private readonly cache: ResultCache | undefined
   private chain: ChainResolver | undefined
   private payments: JobPayments | undefined
@@ -171,6 +116,8 @@ export class RelayJobService {
     this.queue = new JobQueue(opts.maxJobs ?? DEFAULTS.maxJobs, opts.maxQueued ?? DEFAULTS.maxQueued)
     const rl = opts.rateLimit === undefined ? DEFAULTS.rateLimit : opts.rateLimit
     this.limiter = rl ? new PubkeyRateLimiter(rl) : undefined
+    const er = opts.errorReplyLimit === undefined ? DEFAULTS.errorReplyLimit : opts.errorReplyLimit
+    this.errorReplies = er ? new TokenBucket(er) : undefined
     this.cache = opts.resultCache === false ? undefined : new ResultCache(opts.resultCache)
     if (this.pricePerJob() > 0 && !opts.payments && !(opts.wallet && opts.mintUrl)) {
       throw new Error(`jobs cost ${this.pricePerJob()} sats but no wallet and mint were given to take payment; pass --mint (or set the price below --min-price)`)
@@ -200,6 +147,18 @@ export class RelayJobService {
         : await threadedSigner(this.crypto, this.opts.identity.secretKey, this.opts.log)
     this.pool = Array.isArray(this.opts.relays) ? new RelayPool({ crypto: this.crypto, relays: this.opts.relays }) : this.opts.relays
     this.chain = new ChainResolver(this.pool, this.me)
+    const pool = this.pool
+    this.replies = new JobReplies({
+      pool,
+      signer: this.signer,
+      secretKey: this.opts.identity.secretKey,
+      targets: new RelayTargets({ ownRelays: () => pool.relays, allowPrivate: this.opts.privateRequestRelays === true }),
+      requestRelays: this.opts.requestRelays !== false,
+      errorReplies: this.errorReplies,
+      resultPublishDeadlineMs: this.opts.resultPublishDeadlineMs ?? DEFAULTS.resultPublishDeadlineMs,
+      stopped: () => this.stopped,
+      activity: (a) => this.activity(a),
+    })
     this.payments =
       this.opts.payments ??
       (this.opts.wallet && this.opts.mintUrl
@@ -233,10 +192,15 @@ export class RelayJobService {
     for (const s of this.subs) s.close()
     this.subs = []
     const running = [...this.jobs.values()]
+    // Aborting also ends their invoice watches: nothing polls the mint for them afterwards.
     for (const j of running) j.abort.abort(new JobFailure('the provider is shutting down'))
-    // Give the error feedback a moment to go out.
-    const deadline = Date.now() + 3000
-    while (this.jobs.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    // Give the error feedback a moment to go out, but not forever.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.allSettled(running.map((j) => j.done)),
+      new Promise((r) => (timer = setTimeout(r, DEFAULTS.stopGraceMs))),
+    ])
+    clearTimeout(timer)
     this.chain?.close()
     await this.signer?.close()
     if (this.ownsPool) this.pool?.close()
@@ -280,17 +244,22 @@ export class RelayJobService {
     const request = parsed.value
     if (request.inputs.length === 0) return this.rejectRaw(event, 'the request has no input; add an "i" tag', scheme)
 
-    const limit = this.queue.concurrency + this.queue.maxQueued + (this.opts.maxWaiting ?? DEFAULTS.maxWaiting)
-    if (this.jobs.size >= limit) return this.rejectRaw(event, `busy: ${this.jobs.size} jobs in hand; try again later`, scheme)
+    // Capacity is decided here, before any payment is asked for: the job keeps
+    // this place until it runs, so once paid it is never refused as busy.
+    const slot = this.queue.reserve()
+    if (!slot) return this.rejectRaw(event, `busy: ${this.jobs.size} jobs in hand; try again later`, scheme)
 
-    const job: ActiveJob = { request, abort: new AbortController(), feedbackSent: false, processingSent: false, seq: 0 }
+    const job: ActiveJob = { request, abort: new AbortController(), slot, feedbackSent: false, processingSent: false, started: false, seq: 0 }
     if (scheme) {
       const sk = this.opts.identity.secretKey
       job.encrypt = (text) => encryptFor(sk, request.customer, text, scheme)
     }
     this.jobs.set(request.id, job)
     this.activity({ type: 'request', id: request.id, customer: request.customer, kind: request.kind, encrypted: Boolean(scheme) })
-    void this.runJob(job).finally(() => this.jobs.delete(request.id))
+    job.done = this.runJob(job).finally(() => {
+      job.slot.release()
+      this.jobs.delete(request.id)
+    })
   }
 
   private onDeletion(event: Event): void {
@@ -315,39 +284,50 @@ export class RelayJobService {
       // the token pays; it is not an input, and must reach neither the processor nor its backend
       const work: Job = { id: request.id, kind: request.kind, input, params: withoutPaymentParams(request.params), customer: request.customer }
       if (request.output !== undefined) work.output = request.output
+      // Checked before any payment: a paid job is not refused for expiring while it waited its turn.
+      if (request.expiration !== undefined && request.expiration <= nowSeconds()) throw new JobFailure('the request expired before it could run')
       await this.takePayment(job, work)
       signal.throwIfAborted()
-      if (request.expiration !== undefined && request.expiration <= nowSeconds()) throw new JobFailure('the request expired before it could run')
 
       const key = this.cache ? jobCacheKey(work) : undefined
       const cached = key ? this.cache!.get(key) : undefined
       let content: string
       if (cached !== undefined) {
+        job.started = true
+        job.slot.release()
         this.activity({ type: 'started', id: request.id, cached: true })
         content = cached
       } else {
-        content = await this.queue.run(() => this.execute(job, work), signal)
+        content = await this.queue.run(() => this.execute(job, work), signal, job.slot)
         if (key) this.cache!.set(key, content)
       }
+      const result = await this.replies!.result(job, content)
+      if (!result.ok) throw new JobFailure(result.reason)
       // A customer that followed the job's feedback sees it close with
       // `success` before the result arrives (its client stops listening then).
       if (job.feedbackSent) await this.feedback(job, { status: 'success' })
-      await this.publishResult(job, content)
+      await this.replies!.publishResult(job, result.event, content)
       this.chain!.record(request.id, { ok: true, text: content, customer: request.customer, encrypted: Boolean(request.encryption) })
     } catch (err) {
       const reason = this.reasonOf(err, signal)
       this.chain!.record(request.id, { ok: false, text: reason, customer: request.customer, encrypted: Boolean(request.encryption) })
       if (signal.reason instanceof Cancelled) this.activity({ type: 'cancelled', id: request.id })
       else this.activity({ type: 'failed', id: request.id, reason })
-      await this.feedback(job, { status: 'error', extra: reason })
+      // A job that was paid for, ran, or was already answered is owed its ending;
+      // one refused before any of that (unpayable, malformed chain …) shares the global limit.
+      const owed = job.paidMsats !== undefined || job.started || job.feedbackSent
+      if (owed || this.replies!.mayAnswerError(request.id)) await this.feedback(job, { status: 'error', extra: reason })
     }
   }
 
   private reasonOf(err: unknown, signal: AbortSignal): string {
-    if (signal.aborted && signal.reason instanceof Error) return signal.reason.message
-    if (err instanceof JobFailure || err instanceof PaymentRefused || err instanceof ChainError || err instanceof QueueFullError) return err.message
+    let reason: string
+    if (signal.aborted && signal.reason instanceof Error) reason = signal.reason.message
+    else if (err instanceof JobFailure || err instanceof PaymentRefused || err instanceof ChainError || err instanceof QueueFullError) reason = err.message
     // Processor and mint errors are passed on: they are written to be read.
-    return err instanceof Error ? `the job failed: ${err.message}` : 'the job failed'
+    else reason = err instanceof Error ? `the job failed: ${err.message}` : 'the job failed'
+    // A processor's message can be any size; the feedback event must stay small.
+    return reason.length > DEFAULTS.maxReasonChars ? `${reason.slice(0, DEFAULTS.maxReasonChars - 1)}…` : reason
   }
 
   private async resolveInputs(job: ActiveJob): Promise<JobInput[]> {
@@ -393,9 +373,13 @@ export class RelayJobService {
       job.processingSent = true
       return
     }
-    const paymentTimeoutMs = this.opts.paymentTimeoutMs ?? DEFAULTS.paymentTimeoutMs
-    await this.whileWaiting(() => withTimeout(job.abort.signal, paymentTimeoutMs, 'the invoice was not paid in time', async (signal) => {
-      const invoice = await payments.invoice(sats)
+    // No point waiting for a payment past the request's own expiration.
+    const untilExpiry = request.expiration !== undefined ? request.expiration * 1000 - Date.now() : Infinity
+    const paymentTimeoutMs = Math.min(this.opts.paymentTimeoutMs ?? DEFAULTS.paymentTimeoutMs, untilExpiry)
+    const unpaid = paymentTimeoutMs === untilExpiry ? 'the invoice was not paid before the request expired' : 'the invoice was not paid in time'
+    await this.whileWaiting(() => withTimeout(job.abort.signal, paymentTimeoutMs, unpaid, async (signal) => {
+      const invoice = await payments.invoice(sats, signal)
+      signal.throwIfAborted()
       this.activity({ type: 'payment-required', id: request.id, sats, bolt11: invoice.bolt11 })
       await this.feedback(job, { status: 'payment-required', amountMsats: msats, bolt11: invoice.bolt11, extra: `pay ${sats} sats to start the job` })
       await invoice.settled(signal)
@@ -419,6 +403,7 @@ export class RelayJobService {
 
   /** Run the processor, streaming `partial` feedback; returns the whole output. */
   private async execute(job: ActiveJob, work: Job): Promise<string> {
+    job.started = true
     this.activity({ type: 'started', id: job.request.id, cached: false })
     const timeoutMs = this.opts.jobTimeoutMs ?? DEFAULTS.jobTimeoutMs
     return withTimeout(job.abort.signal, timeoutMs, `the job ran longer than ${Math.round(timeoutMs / 1000)} s`, async (signal) => {
@@ -437,7 +422,12 @@ export class RelayJobService {
       const parts: string[] = []
       const binary: Uint8Array[] = []
       let bytes = 0
-      const tooBig = (): JobFailure => new JobFailure(`the output is over ${NIP90_LIMITS.maxResultBytes} bytes, more than a relay event carries; ask for less`)
+      // Stop as soon as the output cannot fit a result event (escaped or encrypted), not at the end.
+      const meter = new ResultSizeMeter(job.encrypt ? job.request.encryption : undefined)
+      const check = (): void => {
+        if (bytes > NIP90_LIMITS.maxResultBytes) throw new JobFailure(`the output is over ${NIP90_LIMITS.maxResultBytes} bytes, more than a relay event carries; ask for less`)
+        if (meter.tooLarge) throw new JobFailure(resultTooLargeMessage(meter.estimatedEventBytes))
+      }
       try {
         for await (const chunk of this.opts.processor.run(work, signal) as AsyncIterable<Chunk>) {
           signal.throwIfAborted()
@@ -445,12 +435,14 @@ export class RelayJobService {
             // Binary output goes out base64-encoded in the result, without partials.
             binary.push(chunk)
             bytes += Math.ceil(chunk.byteLength / 3) * 4
-            if (bytes > NIP90_LIMITS.maxResultBytes) throw tooBig()
+            meter.addAscii(Math.ceil(chunk.byteLength / 3) * 4)
+            check()
             continue
           }
           const text = typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true })
           bytes += Buffer.byteLength(text)
-          if (bytes > NIP90_LIMITS.maxResultBytes) throw tooBig()
+          meter.add(text)
+          check()
           parts.push(text)
           partials.push(text)
         }
@@ -478,66 +470,15 @@ export class RelayJobService {
 
   // ------------------------------------------------------------ replies
 
-  private sign(template: EventTemplate): Promise<Event> {
-    return this.signer!.sign(template)
+  private feedback(job: ActiveJob, draft: FeedbackDraft): Promise<void> {
+    return this.replies!.feedback(job, draft)
   }
 
-  private async feedback(job: ActiveJob, draft: FeedbackDraft): Promise<void> {
-    job.feedbackSent = true
-    const ev = await this.sign(buildFeedback(job.request, draft, nowSeconds(), job.encrypt))
-    const outcomes = await this.publishReply(ev, job)
-    if (!outcomes.some((o) => o.ok)) {
-      this.activity({ type: 'publish-failed', id: job.request.id, what: draft.status, reason: outcomes.map((o) => `${o.relay}: ${o.message}`).join('; ') })
-    }
-  }
-
-  private async publishResult(job: ActiveJob, content: string): Promise<void> {
-    const draft = job.paidMsats !== undefined ? { content, amountMsats: job.paidMsats } : { content }
-    const ev = await this.sign(buildResult(job.request, draft, nowSeconds(), job.encrypt))
-    const deadline = Date.now() + (this.opts.resultPublishDeadlineMs ?? DEFAULTS.resultPublishDeadlineMs)
-    // A result is the thing that was paid for: keep trying through a relay restart.
-    for (;;) {
-      const outcomes = await this.publishReply(ev, job)
-      const accepted = outcomes.filter((o) => o.ok).length
-      if (accepted > 0) {
-        this.activity({ type: 'result', id: job.request.id, bytes: Buffer.byteLength(content), relays: accepted })
-        return
-      }
-      if (Date.now() >= deadline || this.stopped) {
-        this.activity({ type: 'publish-failed', id: job.request.id, what: 'result', reason: outcomes.map((o) => `${o.relay}: ${o.message}`).join('; ') })
-        return
-      }
-      await new Promise((r) => setTimeout(r, 500))
-    }
-  }
-
-  /**
-   * Publish to our relays and wait for them; also send to the relays the
-   * request names, without waiting: an unreachable relay chosen by the
-   * customer must not stall the job.
-   */
-  private publishReply(ev: Event, job: ActiveJob): Promise<PublishOutcome[]> {
-    const ours = new Set(this.pool!.relays)
-    const extra = this.opts.requestRelays === false ? [] : job.request.relays.filter((u) => !ours.has(safeNormalize(u)))
-    if (extra.length > 0) void this.pool!.publish(ev, { relays: extra }).catch(() => undefined)
-    return this.pool!.publish(ev)
-  }
-
-  /** Answer a request that never became a job (malformed, undecryptable, rate limited, busy). */
+  /** Answer a request that never became a job; a job chained onto it fails now instead of waiting for a result that will not come. */
   private rejectRaw(event: Event, reason: string, scheme?: EncryptionScheme): void {
     this.activity({ type: 'rejected', id: event.id, reason })
-    // A job chained onto this one fails now instead of waiting for a result that will not come.
     this.chain?.record(event.id, { ok: false, text: reason, customer: event.pubkey, encrypted: isEncryptedRequest(event) })
-    const request = { id: event.id, customer: event.pubkey }
-    const encrypt = scheme ? (text: string) => encryptFor(this.opts.identity.secretKey, event.pubkey, text, scheme) : undefined
-    void this.sign(buildFeedback(request, { status: 'error', extra: reason }, nowSeconds(), encrypt))
-      .then((ev) => this.pool!.publish(ev))
-      .then(
-        (outcomes) => {
-          if (!outcomes.some((o) => o.ok)) this.activity({ type: 'publish-failed', id: event.id, what: 'error', reason: outcomes.map((o) => o.message).join('; ') })
-        },
-        (err: unknown) => this.activity({ type: 'publish-failed', id: event.id, what: 'error', reason: (err as Error).message }),
-      )
+    this.replies?.rejectRaw(event, reason, scheme)
   }
 
   private activity(a: JobActivity): void {
@@ -547,7 +488,8 @@ export class RelayJobService {
 
 /**
  * Run `fn` with a signal that aborts with `parent` or after `ms` (reason:
- * JobFailure(message)); the timer and the link to `parent` never outlive `fn`.
+ * JobFailure(message)); the timer, the link to `parent` and the signal itself
+ * never outlive `fn`.
  * Linked by hand: AbortSignal.any costs a weak reference and a finalizer per
  * call, which shows at a thousand jobs a second.
  */
@@ -565,13 +507,7 @@ async function withTimeout<T>(parent: AbortSignal, ms: number, message: string, 
   } finally {
     clearTimeout(t)
     parent.removeEventListener('abort', onParent)
-  }
-}
-
-function safeNormalize(url: string): string {
-  try {
-    return normalizeRelayUrl(url)
-  } catch {
-    return url
+    // Whatever `fn` left tied to the signal (an invoice watch, a processor's request) ends with it.
+    if (!c.signal.aborted) c.abort(new JobFailure('finished'))
   }
 }
