@@ -15,6 +15,8 @@ import { blindSecret, randomOutput, unblind } from '../src/payments/lock.js'
 import { hashToCurve } from '../src/payments/hash-to-curve.js'
 import { SchnorrSigner, claimsP2PKLock, makeP2PKSecret, normalizePubkey, parseP2PKSecret, pubkeyOf, sameXOnly } from '../src/payments/p2pk.js'
 import { decodeToken, encodeToken, normalizeMintUrl, sameMint } from '../src/payments/token.js'
+import { normalizeMintUrl as normalizeKeyCacheUrl } from '../src/payments/mint-keys.js'
+import { isPowerOfTwo, splitAmount } from '../src/payments/amounts.js'
 import { ProofStore, currentOwner, ownerAlive, storePath, totals } from '../src/payments/proof-store.js'
 
 let cleanups: Array<() => void> = []
@@ -118,6 +120,21 @@ describe('NUT-11 lock secrets', () => {
   })
 })
 
+describe('amounts', () => {
+  it('splits into the keyset\'s denominations, largest first, in one place for wallet and redeemer', () => {
+    const pow2 = Array.from({ length: 64 }, (_, i) => String(2 ** i))
+    expect(splitAmount(13, pow2)).toEqual([8, 4, 1])
+    expect(splitAmount(0, pow2)).toEqual([])
+    expect(splitAmount(2 ** 50 + 3, pow2)).toEqual([2 ** 50, 2, 1])
+    expect(splitAmount(12, ['1', '4'])).toEqual([4, 4, 4]) // a keyset without 8 still works
+    expect(() => splitAmount(3, ['2', '4'])).toThrow(/cannot make 3 sats/)
+    expect(() => splitAmount(5000, ['1'])).toThrow(/at most 1000 outputs/)
+    expect(() => splitAmount(1.5, pow2)).toThrow(/whole number/)
+    expect([1, 2, 1024, 2 ** 50].every(isPowerOfTwo)).toBe(true)
+    expect([0, 3, 6, -2, 0.5, 2 ** 50 + 2].some(isPowerOfTwo)).toBe(false)
+  })
+})
+
 describe('tokens', () => {
   const proof = { id: '00aabbccddeeff00', amount: 2, secret: 'ab'.repeat(32), C: pubkeyOf(privkey()), dleq: { e: '11'.repeat(32), s: '22'.repeat(32), r: '33'.repeat(32) } }
 
@@ -127,6 +144,29 @@ describe('tokens', () => {
     expect(sameMint('http://127.0.0.1:3338/', 'http://127.0.0.1:3338')).toBe(true)
     expect(() => normalizeMintUrl('ftp://x')).toThrow(/http/)
     expect(() => normalizeMintUrl('not a url')).toThrow(/not a mint URL/)
+  })
+
+  it('one normalisation for wallets and the key cache: the stricter one, refusing queries and fragments', () => {
+    for (const norm of [normalizeMintUrl, normalizeKeyCacheUrl]) {
+      expect(norm(' HTTP://Mint.Example:3338/ ')).toBe('http://mint.example:3338')
+      expect(() => norm('https://mint.example/?x=1')).toThrow(/must not carry a query or fragment/)
+      expect(() => norm('https://mint.example/#a')).toThrow(/must not carry a query or fragment/)
+    }
+    // stored data was keyed by the old form: the same URLs still map to the same wallet file
+    expect(storePath('/d', 'HTTP://127.0.0.1:3338/')).toBe(storePath('/d', 'http://127.0.0.1:3338'))
+  })
+
+  it('refuses tokens whose proof amounts or counts no honest token has, before anything is blinded', () => {
+    const v3 = (proofs: Array<Record<string, unknown>>) =>
+      'cashuA' + Buffer.from(JSON.stringify({ token: [{ mint: 'http://127.0.0.1:3338', proofs }], unit: 'sat' })).toString('base64url')
+    const p = (amount: number) => ({ ...proof, amount, secret: bytesToHex(randomBytes(32)) })
+    expect(() => decodeToken(v3([p(6)]))).toThrow(/power of two/)
+    expect(() => decodeToken(v3([p(2 ** 51)]))).toThrow(/more than .*bitcoin/)
+    expect(() => decodeToken(v3(Array.from({ length: 20 }, () => p(2 ** 47))))).toThrow(/more than .*bitcoin/)
+    expect(() => decodeToken(v3(Array.from({ length: 1001 }, () => p(1))))).toThrow(/at most 1000 proofs/)
+    expect(() => decodeToken('cashuA' + 'A'.repeat(3 << 20))).toThrow(/too long/)
+    expect(decodeToken(v3(Array.from({ length: 1000 }, () => p(1)))).proofs).toHaveLength(1000)
+    expect(decodeToken(v3([p(2 ** 50)])).proofs[0]!.amount).toBe(2 ** 50)
   })
 
   it('encodes V4 with DLEQ and decodes V4 and V3', () => {

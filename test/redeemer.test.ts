@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
 import { CashuMint, CashuWallet } from '@cashu/cashu-ts'
 import { mulG, secretToYHex } from '../src/payments/hash-to-curve.js'
 import { randomOutput } from '../src/payments/lock.js'
@@ -11,6 +12,7 @@ import { TickVerifier } from '../src/payments/tick-verifier.js'
 import { Redeemer, type RedeemedProof } from '../src/payments/redeemer.js'
 import { startMint, type RunningMint } from '../src/devnet/mint.js'
 import { Wallet } from '../src/payments/wallet.js'
+import { storePath, type WalletFile } from '../src/payments/proof-store.js'
 import { devnet } from './helpers/devnet.js'
 import { fundedWallet, lockSwap, nowSec, useTempDirs, type Proof } from './helpers/cashu.js'
 
@@ -22,8 +24,10 @@ async function lockedTicks(mintUrl: string, count: number, lock: P2PKLock): Prom
   return lockSwap(wallet, proofs, count, 1, lock)
 }
 
+const refused = () => new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) })
+
 /** fetch that records every call (the mint round trips) and can be told to misbehave. */
-function countingFetch(opts: { onSwap?: 'lose-response' | 'fail-before-send' } = {}) {
+function countingFetch(opts: { onSwap?: 'lose-response' | 'fail-before-send' | 'refuse-connection' | 'oversized-answer'; trimRestore?: number } = {}) {
   const calls: string[] = []
   let onSwap = opts.onSwap
   const f = (async (input: string | URL | Request, init?: RequestInit) => {
@@ -33,13 +37,52 @@ function countingFetch(opts: { onSwap?: 'lose-response' | 'fail-before-send' } =
       const mode = onSwap
       onSwap = undefined
       if (mode === 'fail-before-send') throw new TypeError('fetch failed', { cause: new Error('socket hang up') })
-      await fetch(input, init) // the mint does the swap …
+      if (mode === 'refuse-connection') throw refused()
+      const res = await fetch(input, init) // the mint does the swap …
+      if (mode === 'oversized-answer') {
+        // … and answers with its signatures padded to 5 MiB
+        const body = (await res.json()) as Record<string, unknown>
+        return new Response(JSON.stringify({ ...body, pad: 'x'.repeat(5 << 20) }), { status: 200, headers: { 'content-type': 'application/json' } })
+      }
       throw new TypeError('fetch failed', { cause: new Error('socket hang up') }) // … and the answer is lost
+    }
+    if (url.endsWith('/v1/restore') && opts.trimRestore) {
+      // a mint that returns fewer signatures than it made
+      const res = await fetch(input, init)
+      const body = (await res.json()) as { outputs: unknown[]; signatures: unknown[]; promises?: unknown[] }
+      const n = opts.trimRestore
+      const trimmed = { outputs: body.outputs.slice(n), signatures: body.signatures.slice(n), ...(body.promises ? { promises: body.promises.slice(n) } : {}) }
+      return new Response(JSON.stringify(trimmed), { status: res.status, headers: { 'content-type': 'application/json' } })
     }
     return fetch(input, init)
   }) as typeof fetch
   return { fetch: f, calls }
 }
+
+/**
+ * fetch whose first swap request is held back: the caller sees a timeout, and
+ * the request reaches the mint only when `land()` is called (a slow mint or a
+ * proxy that delivers late).
+ */
+function heldSwapFetch() {
+  let held: { url: string; body: string } | undefined
+  const f = (async (input: string | URL | Request, init?: RequestInit) => {
+    const url = String(input)
+    if (url.endsWith('/v1/swap') && !held) {
+      held = { url, body: String(init?.body) }
+      throw new DOMException('The operation was aborted due to timeout', 'TimeoutError')
+    }
+    return fetch(input, init)
+  }) as typeof fetch
+  const land = async () => {
+    if (!held) throw new Error('no swap was held')
+    const res = await fetch(held.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: held.body })
+    expect(res.status).toBe(200)
+  }
+  return { fetch: f, land }
+}
+
+const sum = (proofs: ReadonlyArray<{ amount: number }>) => proofs.reduce((n, p) => n + p.amount, 0)
 
 interface Provider {
   dir: string
@@ -149,7 +192,8 @@ describe('Redeemer on the shared devnet mint', () => {
     const r2 = new Redeemer({ store: p2.store, keys: p2.keys, paymentPrivkey: p2.key.privkey, depositTo: p2.deposit, fetch: good.fetch })
     const [rep2] = await r2.redeemAll()
     expect(rep2).toMatchObject({ redeemedProofs: 30, redeemedAmount: 30, remainingProofs: 0 })
-    expect(good.calls).toEqual(['/v1/restore'])
+    // restore finds the new proofs; checkstate makes sure none was deposited (and spent) before the crash
+    expect(good.calls).toEqual(['/v1/restore', '/v1/checkstate'])
     expect(p2.store.counts()).toMatchObject({ redeemed: 30, pendingBatches: 0 })
     await assertSpendable(mintUrl, p2.wallet, 30)
     await p2.store.close()
@@ -170,6 +214,8 @@ describe('Redeemer on the shared devnet mint', () => {
     const [rep] = await r2.redeemAll()
     expect(rep).toMatchObject({ redeemedProofs: 20, redeemedAmount: 20, remainingProofs: 0 })
     expect(good.calls).toEqual(['/v1/restore', '/v1/checkstate', '/v1/swap'])
+    // the undone batch's outputs were kept until the new swap spent its inputs
+    expect(p2.store.counts()).toMatchObject({ redeemed: 20, pendingBatches: 0, retiredBatches: 0 })
     await assertSpendable(mintUrl, p2.wallet, 20)
     await p2.store.close()
   })
@@ -235,6 +281,115 @@ describe('Redeemer on the shared devnet mint', () => {
     expect(p.store.counts().redeemed).toBe(12)
     await r.stop()
     await assertSpendable(mintUrl, p.wallet, 12)
+    await p.store.close()
+  })
+  it('a swap that timed out but reached the mint later is recovered from its kept outputs, across restarts', async () => {
+    const p = await provider(mintUrl)
+    const ticks = await lockedTicks(mintUrl, 30, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    await acceptAll(p, 's', ticks, mintUrl)
+    const slow = heldSwapFetch()
+    const r1 = new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: p.deposit, fetch: slow.fetch })
+    const [rep1] = await r1.redeemAll()
+    expect(rep1?.error).toBeTruthy()
+    expect(p.store.counts()).toMatchObject({ redeeming: 30, pendingBatches: 1 })
+
+    // Next start: the mint has not seen that swap yet, so its inputs look unspent
+    // and are tried again; this attempt never leaves (connection refused).
+    await p.store.close()
+    const p2 = await provider(mintUrl, p.dir)
+    const r2 = new Redeemer({ store: p2.store, keys: p2.keys, paymentPrivkey: p2.key.privkey, depositTo: p2.deposit, fetch: countingFetch({ onSwap: 'refuse-connection' }).fetch })
+    const [rep2] = await r2.redeemAll()
+    expect(rep2?.error).toMatch(/not reachable/)
+    expect(p2.store.counts()).toMatchObject({ held: 30, lost: 0, pendingBatches: 0, retiredBatches: 1 })
+
+    // Now the first request reaches the mint after all …
+    await slow.land()
+    await p2.store.close()
+    // … and the start after that finds its outputs instead of calling the ticks lost.
+    const p3 = await provider(mintUrl, p.dir)
+    const r3 = new Redeemer({ store: p3.store, keys: p3.keys, paymentPrivkey: p3.key.privkey, depositTo: p3.deposit, fetch: countingFetch().fetch })
+    const [rep3] = await r3.redeemAll()
+    expect(rep3).toMatchObject({ redeemedAmount: 30, lostProofs: 0, remainingProofs: 0 })
+    expect(p3.store.counts()).toMatchObject({ redeemed: 30, lost: 0, held: 0, pendingBatches: 0, retiredBatches: 0 })
+    await assertSpendable(mintUrl, p3.wallet, 30)
+    await p3.store.close()
+  })
+
+  it('after a crash between deposit and `fin`, proofs the wallet already spent and pruned are not deposited again', async () => {
+    const p = await provider(mintUrl)
+    const w = new Wallet({ dataDir: p.dir, mintUrl })
+    await w.load()
+    const ticks = await lockedTicks(mintUrl, 20, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    await acceptAll(p, 's', ticks, mintUrl)
+    // The process dies right after the deposit, before the batch is marked finished.
+    const dies = async (_m: string, proofs: RedeemedProof[]) => {
+      await w.addProofs(proofs)
+      throw new Error('killed after the deposit')
+    }
+    await new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: dies }).redeemAll()
+    expect(p.store.counts()).toMatchObject({ redeeming: 20, pendingBatches: 1 })
+    expect((await w.balance()).balance).toBe(20)
+    // The wallet pays the 20 sats away, and (a day later) prunes the spent records.
+    const other = new Wallet({ dataDir: await tmp('dvm-other-'), mintUrl })
+    await other.load()
+    expect(await other.receive(await w.send(20))).toMatchObject({ amount: 20 })
+    const file = storePath(p.dir, mintUrl)
+    const data = JSON.parse(await readFile(file, 'utf8')) as WalletFile
+    await writeFile(file, JSON.stringify({ ...data, proofs: data.proofs.filter((x) => x.state !== 'spent') }))
+
+    await p.store.close()
+    const p2 = await provider(mintUrl, p.dir)
+    const w2 = new Wallet({ dataDir: p.dir, mintUrl })
+    await w2.load()
+    const { fetch: f, calls } = countingFetch()
+    const r2 = new Redeemer({ store: p2.store, keys: p2.keys, paymentPrivkey: p2.key.privkey, depositTo: async (_m, proofs) => void (await w2.addProofs(proofs)), fetch: f })
+    const [rep] = await r2.redeemAll()
+    expect(rep).toMatchObject({ redeemedProofs: 20, redeemedAmount: 0, lostProofs: 0, remainingProofs: 0 })
+    expect(calls).toEqual(['/v1/restore', '/v1/checkstate'])
+    expect(await w2.balance()).toEqual({ balance: 0, pending: 0, locked: 0 })
+    expect(p2.store.counts()).toMatchObject({ redeemed: 20, pendingBatches: 0 })
+    await p2.store.close()
+  })
+
+  it('a partial NUT-09 restore settles only what came back; the rest stays journaled and is recovered later', async () => {
+    const p = await provider(mintUrl)
+    const ticks = await lockedTicks(mintUrl, 30, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    await acceptAll(p, 's', ticks, mintUrl)
+    await new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: p.deposit, fetch: countingFetch({ onSwap: 'lose-response' }).fetch }).redeemAll()
+    expect(p.store.counts()).toMatchObject({ redeeming: 30, pendingBatches: 1 })
+    await p.store.close()
+
+    // 30 = 16 + 8 + 4 + 2: the mint returns the signatures of only three of the four outputs
+    const p2 = await provider(mintUrl, p.dir)
+    const logs: string[] = []
+    const r2 = new Redeemer({ store: p2.store, keys: p2.keys, paymentPrivkey: p2.key.privkey, depositTo: p2.deposit, fetch: countingFetch({ trimRestore: 1 }).fetch, log: (m) => logs.push(m) })
+    await r2.redeemAll()
+    const first = sum(p2.wallet)
+    expect(first).toBeGreaterThan(0)
+    expect(first).toBeLessThan(30)
+    expect(p2.store.counts()).toMatchObject({ redeemed: 30, pendingBatches: 1 })
+    expect(logs.join('\n')).toMatch(/restored only 3 of 4/)
+    await p2.store.close()
+
+    // after a restart the mint answers in full
+    const p3 = await provider(mintUrl, p.dir)
+    const [rep3] = await new Redeemer({ store: p3.store, keys: p3.keys, paymentPrivkey: p3.key.privkey, depositTo: p3.deposit }).redeemAll()
+    expect(rep3?.error).toBeUndefined()
+    expect(p3.store.counts()).toMatchObject({ redeemed: 30, pendingBatches: 0 })
+    await assertSpendable(mintUrl, [...p2.wallet, ...p3.wallet], 30)
+    await p3.store.close()
+  })
+
+  it('refuses a swap answer larger than the cap, clearly, and finds out from the mint what happened', async () => {
+    const p = await provider(mintUrl)
+    const ticks = await lockedTicks(mintUrl, 10, { pubkey: p.key.pubkey, locktime: nowSec() + 3600, refundKeys: [customer.pubkey] })
+    await acceptAll(p, 's', ticks, mintUrl)
+    const logs: string[] = []
+    const r = new Redeemer({ store: p.store, keys: p.keys, paymentPrivkey: p.key.privkey, depositTo: p.deposit, fetch: countingFetch({ onSwap: 'oversized-answer' }).fetch, log: (m) => logs.push(m) })
+    const [rep] = await r.redeemAll()
+    expect(logs.join('\n')).toMatch(/larger than 4 MiB/)
+    expect(rep).toMatchObject({ redeemedAmount: 10, lostProofs: 0, remainingProofs: 0 })
+    await assertSpendable(mintUrl, p.wallet, 10)
     await p.store.close()
   })
 })

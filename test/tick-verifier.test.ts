@@ -319,6 +319,52 @@ describe('keyset policy', () => {
   })
 })
 
+describe('mint key cache input', () => {
+  it('refuses a key listing larger than the cap, clearly', async () => {
+    const oversized = (async () => new Response('{"keysets":[],"pad":"' + 'x'.repeat(5 << 20) + '"}', { status: 200, headers: { 'content-type': 'application/json' } })) as unknown as typeof fetch
+    const keys = new MintKeyCache({ dataDir: await tmp(), mints: ['http://127.0.0.1:9'], fetch: oversized })
+    const [res] = await keys.start()
+    expect(res).toMatchObject({ ok: false })
+    expect(res?.error).toMatch(/larger than 4 MiB/)
+  })
+
+  it('stops reading an endless answer at the cap', async () => {
+    let sent = 0
+    const endless = (async () =>
+      new Response(
+        new ReadableStream<Uint8Array>({
+          pull(c) {
+            sent += 1 << 16
+            c.enqueue(new Uint8Array(1 << 16).fill(0x20))
+          },
+        }),
+        { status: 200 },
+      )) as unknown as typeof fetch
+    const keys = new MintKeyCache({ dataDir: await tmp(), mints: ['http://127.0.0.1:9'], fetch: endless })
+    const [res] = await keys.start()
+    expect(res?.error).toMatch(/larger than 4 MiB/)
+    expect(sent).toBeLessThan(6 << 20)
+  })
+
+  it('loads keys stored under the old URL normalisation, and refuses a mint URL with a query', async () => {
+    const mintUrl = devnet().mint
+    const dir = await tmp()
+    const first = new MintKeyCache({ dataDir: dir, mints: [mintUrl] })
+    expect((await first.start())[0]).toMatchObject({ ok: true })
+    const id = first.activeKeyset(mintUrl)!.id
+    // a key cache written by the old code, read with the mint spelled differently and the mint unreachable
+    const offline = (async () => {
+      throw new TypeError('fetch failed')
+    }) as unknown as typeof fetch
+    const spelled = mintUrl.replace('http://', 'HTTP://') + '/'
+    const again = new MintKeyCache({ dataDir: dir, mints: [spelled], fetch: offline })
+    await again.start()
+    expect(again.lookup(spelled, id)).toMatchObject({ ok: true })
+    expect(again.lookup(mintUrl, id)).toMatchObject({ ok: true })
+    expect(() => new MintKeyCache({ dataDir: dir, mints: [mintUrl + '/?a=1'] })).toThrow(/must not carry a query/)
+  })
+})
+
 describe('received store crash recovery', () => {
   it('cuts a torn last line and keeps every complete record', async () => {
     const dir = await tmp()
@@ -381,6 +427,49 @@ describe('received store crash recovery', () => {
     expect(r.has(secretToYHex('c-320'))).toBe(true)
     expect(await r.accept('again', mk(1299), 'http://m')).toMatchObject({ ok: false, code: 'replayed' })
     await r.close()
+  })
+
+  it('keeps retired batches and partly restored batches across restarts and compaction', async () => {
+    const dir = await tmp()
+    const mk = (i: number) => ({ amount: 1, id: '00aa', secret: `r-${i}`, C: '02' + '11'.repeat(32) })
+    const y = (i: number) => secretToYHex(`r-${i}`)
+    const out = (tag: string, n: number) => Array.from({ length: n }, (_, i) => ({ amount: 1, id: '00aa', secret: `${tag}-${i}`, r: '01', B_: `02${tag}${i}` }))
+    const s = await ReceivedStore.open(dir)
+    for (let i = 0; i < 6; i++) expect(await s.accept('sess', mk(i), 'http://m')).toMatchObject({ ok: true })
+    // b1 timed out and looked undone: its inputs are held again, its outputs kept
+    await s.beginRedeem({ batchId: 'b1', mintUrl: 'http://m', ys: [y(0), y(1), y(2)], outputs: out('a', 2), startedAt: 1 })
+    await s.abortRedeem('b1', [], { keepOutputs: true })
+    // b2 was carried out, but a restore returned only one of its two outputs
+    await s.beginRedeem({ batchId: 'b2', mintUrl: 'http://m', ys: [y(3), y(4), y(5)], outputs: out('b', 2), startedAt: 2 })
+    await s.partialRedeem('b2', ['02b0'])
+    // churn, so that the next open compacts
+    for (let k = 0; k < 10; k++) {
+      await s.beginRedeem({ batchId: `c${k}`, mintUrl: 'http://m', ys: [y(0)], outputs: out('c', 1), startedAt: 3 })
+      await s.abortRedeem(`c${k}`)
+    }
+    const expected = { held: 3, redeemed: 3, pendingBatches: 1, retiredBatches: 1 }
+    expect(s.counts()).toMatchObject(expected)
+    await s.close()
+    const logs: string[] = []
+    for (const opts of [{ compactSlack: 1, log: (m: string) => logs.push(m) }, {}]) {
+      const r = await ReceivedStore.open(dir, opts)
+      expect(r.counts()).toMatchObject(expected)
+      expect(r.retiredRedeems().map((x) => [x.batchId, x.ys.length, x.outputs.map((o) => o.B_)])).toEqual([['b1', 3, ['02a0', '02a1']]])
+      expect(r.pendingRedeems().map((x) => [x.batchId, x.swapped, x.outputs.map((o) => o.B_)])).toEqual([['b2', true, ['02b1']]])
+      await r.close()
+    }
+    expect(logs.join('\n')).toMatch(/compacted/)
+    // the retired batch turns out to have happened; a batch finishing one of its inputs would have forgotten it
+    const r = await ReceivedStore.open(dir)
+    await r.beginRedeem({ batchId: 'd', mintUrl: 'http://m', ys: [y(0), y(1), y(2)], outputs: out('d', 1), startedAt: 4 })
+    await r.finishRedeem('b1')
+    await r.abortRedeem('d')
+    await r.finishRedeem('b2')
+    expect(r.counts()).toMatchObject({ held: 0, redeeming: 0, redeemed: 6, pendingBatches: 0, retiredBatches: 0 })
+    await r.close()
+    const again = await ReceivedStore.open(dir)
+    expect(again.counts()).toMatchObject({ held: 0, redeemed: 6, pendingBatches: 0, retiredBatches: 0 })
+    await again.close()
   })
 
   it('group-commits concurrent accepts into few fsyncs', async () => {

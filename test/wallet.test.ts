@@ -320,27 +320,57 @@ describe('crash recovery', () => {
 })
 
 describe('a flaky connection to the mint', () => {
-  type Mode = 'pass' | 'lose-swap-answer' | 'down'
-  /** An HTTP relay to the devnet mint that can drop the swap answer (after the mint acted) or refuse everything. */
-  async function flakyMint(): Promise<{ url: string; mode: { value: Mode } }> {
+  type Mode = 'pass' | 'lose-swap-answer' | 'hold-swap' | 'down'
+  interface FlakyMint {
+    url: string
+    mode: { value: Mode }
+    /** drop this many signatures from each NUT-09 restore answer */
+    trimRestore: { value: number }
+    /** deliver the swap request held back in 'hold-swap' mode */
+    landHeld: () => Promise<void>
+  }
+  /**
+   * An HTTP relay to the devnet mint that can drop the swap answer (after the
+   * mint acted), hold a swap back (the wallet times out; it reaches the mint
+   * only on landHeld()), trim restore answers, or refuse everything.
+   */
+  async function flakyMint(): Promise<FlakyMint> {
     const mode = { value: 'pass' as Mode }
+    const trimRestore = { value: 0 }
+    let held: Buffer | undefined
     const server = createServer(async (req, res) => {
       if (mode.value === 'down') return void req.socket.destroy()
       const chunks: Buffer[] = []
       for await (const c of req) chunks.push(c as Buffer)
+      if (mode.value === 'hold-swap' && req.url === '/v1/swap' && !held) {
+        // one at a time, until landHeld()
+        held = Buffer.concat(chunks)
+        return // no answer: the wallet gives up waiting
+      }
       const upstream = await fetch(mintUrl() + req.url, {
         method: req.method,
         headers: { 'content-type': 'application/json' },
         ...(req.method === 'POST' ? { body: Buffer.concat(chunks) } : {}),
       })
-      const body = Buffer.from(await upstream.arrayBuffer())
+      let body = Buffer.from(await upstream.arrayBuffer())
       if (mode.value === 'lose-swap-answer' && req.url === '/v1/swap') return void req.socket.destroy()
+      if (trimRestore.value > 0 && req.url === '/v1/restore') {
+        const r = JSON.parse(body.toString()) as { outputs: unknown[]; signatures: unknown[]; promises?: unknown[] }
+        const n = trimRestore.value
+        body = Buffer.from(JSON.stringify({ outputs: r.outputs.slice(n), signatures: r.signatures.slice(n), ...(r.promises ? { promises: r.promises.slice(n) } : {}) }))
+      }
       res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(body)
     })
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
     cleanups.push(() => new Promise((r) => server.close(r)))
     cleanups.push(() => server.closeAllConnections())
-    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, mode }
+    const landHeld = async () => {
+      if (!held) throw new Error('no swap was held back')
+      const r = await fetch(mintUrl() + '/v1/swap', { method: 'POST', headers: { 'content-type': 'application/json' }, body: held })
+      held = undefined
+      expect(r.status).toBe(200)
+    }
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, mode, trimRestore, landHeld }
   }
 
   it('a lock swap whose answer is lost still returns its proofs (NUT-09 restore)', async () => {
@@ -369,6 +399,121 @@ describe('a flaky connection to the mint', () => {
     mint.mode.value = 'pass'
     expect(await w.recover()).toEqual({ resolved: 1, unsettled: 0 })
     expect(await w.balance()).toEqual({ balance: 30, pending: 0, locked: 0 })
+  })
+  it('a swap that timed out but reached the mint later is recovered on the next start', async () => {
+    const mint = await flakyMint()
+    const dir = tempDir()
+    const w = new Wallet({ dataDir: dir, mintUrl: mint.url, timeoutMs: 1500 })
+    await w.load()
+    await w.fund(30, { pollMs: 50 }) // 16 + 8 + 4 + 2
+    mint.mode.value = 'hold-swap'
+    await expect(w.send(7)).rejects.toThrow(/no answer within/)
+    mint.mode.value = 'pass'
+    await mint.landHeld() // the mint carries the swap out after all
+
+    const w2 = new Wallet({ dataDir: dir, mintUrl: mint.url })
+    await w2.load()
+    expect(await w2.balance()).toEqual({ balance: 30, pending: 0, locked: 0 })
+    // every sat it counts is real: all 30 reach another wallet
+    const other = new Wallet({ dataDir: tempDir(), mintUrl: mint.url })
+    await other.load()
+    expect(await other.receive(await w2.send(30))).toMatchObject({ amount: 30 })
+  })
+
+  it('a late swap is traced when its inputs are spent again in the same run; an unspent one is forgotten only after the grace', async () => {
+    const mint = await flakyMint()
+    const dir = tempDir()
+    const w = new Wallet({ dataDir: dir, mintUrl: mint.url, timeoutMs: 1500 })
+    await w.load()
+    await w.fund(30, { pollMs: 50 }) // 16 + 8 + 4 + 2
+    mint.mode.value = 'hold-swap'
+    await expect(w.send(7)).rejects.toThrow(/spendable again/)
+    expect(readStore(dir, mint.url).retired).toHaveLength(1)
+    mint.mode.value = 'pass'
+    expect(await w.recover()).toEqual({ resolved: 0, unsettled: 0 }) // inputs still unspent, within the grace: kept
+    expect(readStore(dir, mint.url).retired).toHaveLength(1)
+    await mint.landHeld()
+    // sending 8 picks the 8-sat proof, which the late swap spent: the send is refused by the
+    // mint, the late swap's proofs are taken in, and the send goes through on a second plan
+    const other = new Wallet({ dataDir: tempDir(), mintUrl: mint.url })
+    await other.load()
+    expect(await other.receive(await w.send(8))).toMatchObject({ amount: 8 })
+    expect(await w.balance()).toEqual({ balance: 22, pending: 0, locked: 0 })
+    expect(readStore(dir, mint.url).retired).toHaveLength(0)
+    expect(await other.receive(await w.send(22))).toMatchObject({ amount: 22 })
+
+    // a swap that never lands: once the grace is over and its inputs are unspent, it is forgotten
+    const v = new Wallet({ dataDir: tempDir(), mintUrl: mint.url, timeoutMs: 1500, retiredGraceMs: 0 })
+    await v.load()
+    await v.fund(30, { pollMs: 50 })
+    mint.mode.value = 'hold-swap'
+    await expect(v.send(7)).rejects.toThrow(/no answer within/)
+    mint.mode.value = 'pass'
+    expect(readStore(v.dataDir, mint.url).retired).toHaveLength(1)
+    await v.recover()
+    expect(readStore(v.dataDir, mint.url).retired).toHaveLength(0)
+    expect(await v.balance()).toEqual({ balance: 30, pending: 0, locked: 0 })
+  })
+
+  it('a partial NUT-09 restore settles what came back and keeps the rest pending until the mint returns it', async () => {
+    const mint = await flakyMint()
+    const w = new Wallet({ dataDir: tempDir(), mintUrl: mint.url })
+    await w.load()
+    await w.fund(30, { pollMs: 50 })
+    mint.mode.value = 'lose-swap-answer'
+    mint.trimRestore.value = 1
+    // send 7 from the 8-sat proof: four outputs (4, 2, 1 to send, 1 kept); restore returns three
+    await expect(w.send(7)).rejects.toThrow(/only 3 of 4/)
+    const mid = await w.balance()
+    expect(mid.pending).toBeGreaterThan(0)
+    expect(mid.balance + mid.pending).toBe(30)
+    mint.mode.value = 'pass'
+    mint.trimRestore.value = 0
+    expect(await w.recover()).toEqual({ resolved: 1, unsettled: 0 })
+    expect(await w.balance()).toEqual({ balance: 30, pending: 0, locked: 0 })
+  })
+})
+
+describe('bad input from a token or from the mint', () => {
+  /** A V3 token (plain JSON) with whatever proofs we like: what a careless or hostile sender could paste. */
+  const v3 = (proofs: Array<Record<string, unknown>>) =>
+    'cashuA' + Buffer.from(JSON.stringify({ token: [{ mint: mintUrl(), proofs }], unit: 'sat' })).toString('base64url')
+
+  it('receive refuses absurd, fractional, non-power-of-two amounts and oversized tokens before touching the mint', async () => {
+    const dir = tempDir()
+    const mintCalls: Operation[] = []
+    const w = await newWallet(dir, { hooks: { beforeMintCall: (op) => void mintCalls.push(op) } })
+    await w.fund(10, { pollMs: 50 })
+    mintCalls.length = 0
+    const before = readFileSync(storePath(dir, mintUrl()), 'utf8')
+    const { keysets } = await new CashuMint(mintUrl()).getKeySets()
+    const id = keysets.find((k) => k.active && k.unit === 'sat')!.id
+    const proof = (amount: number) => ({ id, amount, secret: bytesToHex(randomBytes(32)), C: '02' + bytesToHex(randomBytes(32)) })
+    const cases: Array<[string, RegExp]> = [
+      [v3([proof(3)]), /power of two/],
+      [v3([proof(0.5)]), /whole number|malformed/],
+      [v3([proof(2 ** 51)]), /more than .*bitcoin/],
+      [v3([proof(2 ** 50), proof(2 ** 50)]), /more than .*bitcoin/],
+      [v3(Array.from({ length: 1001 }, () => proof(1))), /at most 1000 proofs/],
+      ['cashuA' + 'A'.repeat(3 << 20), /too long/],
+    ]
+    for (const [token, message] of cases) await expect(w.receive(token)).rejects.toThrow(message)
+    expect(mintCalls).toHaveLength(0)
+    expect(await w.balance()).toEqual({ balance: 10, pending: 0, locked: 0 })
+    expect(readFileSync(storePath(dir, mintUrl()), 'utf8')).toBe(before)
+  })
+
+  it('refuses a mint response larger than the cap, clearly, instead of reading it all', async () => {
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end('{"keysets":[],"pad":"' + 'x'.repeat(6 << 20) + '"}')
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    cleanups.push(() => new Promise((r) => server.close(r)))
+    cleanups.push(() => server.closeAllConnections())
+    const w = new Wallet({ dataDir: tempDir(), mintUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })
+    await w.load()
+    await expect(w.fund(10)).rejects.toThrow(/larger than 4 MiB/)
   })
 })
 

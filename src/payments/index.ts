@@ -1,12 +1,16 @@
-// Public surface of the payments package. Explicit names: a few modules
-// define helpers with the same name (normalizeMintUrl in token.ts and
-// mint-keys.ts, splitAmount in wallet-mint.ts and redeemer.ts). Curve and
-// P2PK code has one home each: hash-to-curve.ts, p2pk.ts, lock.ts (blinding).
+// Public surface of the payments package. Each helper has one home: mint URLs
+// in mint-url.ts, amounts in amounts.ts, mint HTTP in wallet-mint.ts and
+// mint-http.ts, curve and P2PK code in hash-to-curve.ts, p2pk.ts, lock.ts.
 export { Wallet } from './wallet.js'
 export type { Balance, FundOptions, FundResult, LockForPayeeOptions, LockedProof, MeltResult, ReceiveResult, ReclaimResult, RecoveryReport, WalletHooks, WalletOptions } from './wallet.js'
 export { ProofStore, listWalletMints, storePath } from './proof-store.js'
-export type { LockInfo, Operation, ProofState, SentToken, SpentReason, WalletFile } from './proof-store.js'
-export { decodeToken, encodeToken, normalizeMintUrl as normalizeWalletMintUrl, sameMint, sumAmounts } from './token.js'
+export type { LockInfo, Operation, ProofState, RetiredOp, SentToken, SpentReason, WalletFile } from './proof-store.js'
+export { decodeToken, encodeToken, sumAmounts, MAX_TOKEN_CHARS, MAX_TOKEN_PROOFS } from './token.js'
+export { normalizeMintUrl, sameMint } from './mint-url.js'
+/** @deprecated the same function as normalizeMintUrl (there is one normalisation now) */
+export { normalizeMintUrl as normalizeWalletMintUrl } from './mint-url.js'
+export { splitAmount, isPowerOfTwo, MAX_PROOF_AMOUNT, MAX_SATS } from './amounts.js'
+export { MAX_MINT_RESPONSE_BYTES } from './mint-http.js'
 export type { DecodedToken } from './token.js'
 export { blindSecret, randomOutput, unblind, unblindWithKey } from './lock.js'
 export type { BlindedOutput, UnblindedProof } from './lock.js'
@@ -29,10 +33,10 @@ export {
   MAX_SECRET_LENGTH,
 } from './p2pk.js'
 export type { P2PKLock, P2PKSecret, P2PKParse, SigFlag } from './p2pk.js'
-export { MintKeyCache, normalizeMintUrl, deriveKeysetIdV00, MINT_KEYS_FILE } from './mint-keys.js'
+export { MintKeyCache, deriveKeysetIdV00, MINT_KEYS_FILE } from './mint-keys.js'
 export type { KeysetInfo, KeysetLookup, KeysetRefusalCode, MintKeyCacheOptions, MintRecord, MintSyncResult } from './mint-keys.js'
 export { ReceivedStore, RECEIVED_LOG_FILE } from './received-store.js'
-export type { AcceptResult, JournalOutput, ReceivedEntry, ReceivedState, ReceivedStoreOptions, RedeemJournal, StoreCounts, StoredProof } from './received-store.js'
+export type { AcceptResult, JournalOutput, ReceivedEntry, ReceivedState, ReceivedStoreOptions, RedeemJournal, RetiredRedeem, StoreCounts, StoredProof } from './received-store.js'
 export { TickVerifier } from './tick-verifier.js'
 export type { TickRefusalCode, TickVerdict, TickVerifierOptions } from './tick-verifier.js'
 export { Redeemer } from './redeemer.js'

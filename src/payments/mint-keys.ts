@@ -22,6 +22,11 @@ import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { writeFileAtomic } from '../util/atomic-file.js'
 import { pointFromHex } from './hash-to-curve.js'
+import { readMintJson, readMintText } from './mint-http.js'
+import { normalizeMintUrl } from './mint-url.js'
+
+// One normalisation for all payment code (see mint-url.ts); still importable from here.
+export { normalizeMintUrl }
 
 export interface KeysetInfo {
   id: string
@@ -73,18 +78,6 @@ export interface MintKeyCacheOptions {
 
 export const MINT_KEYS_FILE = 'mint-keys.json'
 const FILE_VERSION = 1
-
-/** Canonical form of a mint URL: http(s), lowercase host, no trailing slash, no query. */
-export function normalizeMintUrl(url: string): string {
-  let u: URL
-  try {
-    u = new URL(url)
-  } catch {
-    throw new Error(`"${url}" is not a mint URL (expected e.g. https://mint.example.com)`)
-  }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error(`mint URL ${url} must use http or https`)
-  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`
-}
 
 /** NUT-02 version-00 keyset id: "00" + first 7 bytes of sha256(concatenated keys sorted by amount). */
 export function deriveKeysetIdV00(keys: Record<string, string>): string {
@@ -173,7 +166,14 @@ export class MintKeyCache {
       return
     }
     if (data.version !== FILE_VERSION || !data.mints) return
-    for (const [url, rec] of Object.entries(data.mints)) {
+    for (const [stored, rec] of Object.entries(data.mints)) {
+      // Keyed by whatever normalisation wrote the file: bring it to today's form.
+      let url: string
+      try {
+        url = normalizeMintUrl(stored)
+      } catch {
+        continue
+      }
       if (!this.#accepted.has(url)) continue
       const keysets: Record<string, KeysetInfo> = {}
       for (const [id, ks] of Object.entries(rec.keysets ?? {})) {
@@ -288,8 +288,8 @@ export class MintKeyCache {
 
   async #getJson(url: string): Promise<unknown> {
     const res = await this.#fetch(url, { signal: AbortSignal.timeout(this.#opts.timeoutMs), headers: { accept: 'application/json' } })
-    if (!res.ok) throw new Error(`GET ${url} answered HTTP ${res.status}: ${(await res.text().catch(() => '')).slice(0, 200)}`)
-    return res.json()
+    if (!res.ok) throw new Error(`GET ${url} answered HTTP ${res.status}: ${(await readMintText(res, `GET ${url}`).catch(() => '')).slice(0, 200)}`)
+    return readMintJson(res, `GET ${url}`)
   }
 
   async #doSync(url: string): Promise<MintSyncResult> {

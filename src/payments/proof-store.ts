@@ -18,7 +18,7 @@ import { dirname, join } from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Proof } from '@cashu/cashu-ts'
 import { writeFileAtomic } from '../util/atomic-file.js'
-import { normalizeMintUrl } from './token.js'
+import { normalizeMintUrl } from './mint-url.js'
 import type { BlindedOutput } from './lock.js'
 
 export type ProofState =
@@ -75,6 +75,12 @@ interface OperationBase {
   createdAt: number
   owner: OpOwner
   outputs: JournalOutput[]
+  /**
+   * The mint carried the operation out (its inputs are settled as spent) but a
+   * NUT-09 restore has not yet returned the signatures of `outputs`, which are
+   * only the ones still missing: they are asked for again on every recovery.
+   */
+  swapped?: true
 }
 
 export type SwapPurpose = 'receive' | 'send' | 'lock' | 'reclaim' | 'split'
@@ -109,6 +115,18 @@ export interface MeltOp extends OperationBase {
 
 export type Operation = SwapOp | MintOp | MeltOp
 
+/**
+ * A swap the wallet undid although its request may have reached the mint (it
+ * timed out, the connection dropped, the process died): if the mint carries it
+ * out later, its inputs turn up spent and these outputs hold the new proofs.
+ * Forgotten once its inputs are spent by a settled operation of ours (then it
+ * can never happen), or found unspent at a recovery after a grace period.
+ */
+export interface RetiredOp {
+  op: SwapOp
+  retiredAt: number
+}
+
 export interface SentToken {
   at: number
   amount: number
@@ -121,6 +139,8 @@ export interface WalletFile {
   mintUrl: string
   proofs: StoredProof[]
   ops: Operation[]
+  /** undone swaps whose outcome is not certain yet (absent in files written before it existed) */
+  retired: RetiredOp[]
   /** tokens handed out by `send`, kept so a token lost on the way can be taken back with `receive` */
   sent: SentToken[]
 }
@@ -180,7 +200,7 @@ export function storePath(dataDir: string, mintUrl: string): string {
 }
 
 function emptyFile(mintUrl: string): WalletFile {
-  return { format: 'dvm-wallet', version: 1, mintUrl, proofs: [], ops: [], sent: [] }
+  return { format: 'dvm-wallet', version: 1, mintUrl, proofs: [], ops: [], retired: [], sent: [] }
 }
 
 function parseFile(text: string, path: string): WalletFile {
@@ -194,7 +214,7 @@ function parseFile(text: string, path: string): WalletFile {
   if (!f || f.format !== 'dvm-wallet' || f.version !== 1 || typeof f.mintUrl !== 'string' || !Array.isArray(f.proofs) || !Array.isArray(f.ops)) {
     throw new Error(`${path} is not a dvm-wallet proof store (version 1); it was left untouched`)
   }
-  return { ...(f as WalletFile), sent: Array.isArray(f.sent) ? f.sent : [] }
+  return { ...(f as WalletFile), retired: Array.isArray(f.retired) ? f.retired : [], sent: Array.isArray(f.sent) ? f.sent : [] }
 }
 
 export function totals(file: WalletFile): StoreTotals {
@@ -204,6 +224,8 @@ export function totals(file: WalletFile): StoreTotals {
     else if (p.state === 'pending') t.pending += p.proof.amount
     else if (p.state === 'locked') t.locked += p.proof.amount
   }
+  // signed by the mint but not returned yet: ours, not spendable until restored
+  for (const op of file.ops) if (op.swapped) for (const o of op.outputs) t.pending += o.amount
   return t
 }
 

@@ -12,11 +12,23 @@
  *   {"t":"acc","y","sid","mint","lt"?,"at","p":{proof}}          accepted → held
  *   {"t":"beg","b","mint","ys":[…],"out":[…],"at"}               redeem journal: held → redeeming
  *   {"t":"fin","b","at"}                                         batch redeemed
- *   {"t":"abt","b","lost":[…],"at"}                              batch undone: `lost` spent elsewhere, others held again
+ *   {"t":"abt","b","lost":[…],"keep"?,"at"}                      batch undone: `lost` spent elsewhere, others held again;
+ *                                                                with `keep` its outputs are kept as a retired batch
+ *   {"t":"prt","b","got":[B_…],"at"}                             partial restore: inputs redeemed, outputs not in `got` still owed
+ *   {"t":"fgt","b","at"}                                         a retired batch can no longer happen: forget it
  *   {"t":"st","y","sid","mint","lt"?,"at","s":"redeemed"|"lost"} compacted form of a finished entry
+ *   {"t":"ret","b","mint","ys","out","at","rat"}                 compacted form of a retired batch
  * The `beg` line carries the blinded outputs *and their secrets and blinding
  * factors*, written before the swap request leaves, so that after a crash the
- * new proofs can be recovered with NUT-09 restore.
+ * new proofs can be recovered with NUT-09 restore. (`beg` with `"sw":true` is
+ * the compacted form of a batch after a partial restore.)
+ *
+ * A retired batch is one undone while its request may still reach the mint (it
+ * timed out, the process died): its inputs are held again, but its outputs are
+ * kept, so that if the mint carries it out late, the inputs' spending is
+ * traced to it and its proofs recovered. A batch that finishes, or marks lost,
+ * any of a retired batch's inputs makes it impossible (the mint takes each
+ * input once), so the retired batch is forgotten then.
  *
  * Throughput: accepts are group-committed — while one write+fdatasync is in
  * flight, new records queue up and go out together in the next one — so the
@@ -75,6 +87,17 @@ export interface RedeemJournal {
   ys: string[]
   outputs: JournalOutput[]
   startedAt: number
+  /**
+   * The mint carried this swap out (its inputs are redeemed), but a NUT-09
+   * restore has not yet returned the signatures of `outputs`, which are only
+   * the ones still owed.
+   */
+  swapped?: boolean
+}
+
+/** A batch undone after an uncertain request, kept in case the swap still lands (see the module comment). */
+export interface RetiredRedeem extends RedeemJournal {
+  retiredAt: number
 }
 
 export type AcceptResult = { ok: true; y: string } | { ok: false; code: 'replayed'; reason: string }
@@ -87,6 +110,8 @@ export interface StoreCounts {
   /** Sum of amounts held + redeeming (sats not yet in the wallet). */
   unredeemedAmount: number
   pendingBatches: number
+  /** Undone batches whose outputs are kept in case the mint still carries them out. */
+  retiredBatches: number
 }
 
 export interface ReceivedStoreOptions {
@@ -115,10 +140,13 @@ interface Pending {
 type Rec =
   | { t: 'hdr'; v: number; created: number }
   | { t: 'acc'; y: string; sid: string; mint: string; lt?: number; at: number; p: StoredProof }
-  | { t: 'beg'; b: string; mint: string; ys: string[]; out: JournalOutput[]; at: number }
+  | { t: 'beg'; b: string; mint: string; ys: string[]; out: JournalOutput[]; at: number; sw?: true }
   | { t: 'fin'; b: string; at: number }
-  | { t: 'abt'; b: string; lost: string[]; at: number }
+  | { t: 'abt'; b: string; lost: string[]; keep?: true; at: number }
+  | { t: 'prt'; b: string; got: string[]; at: number }
+  | { t: 'fgt'; b: string; at: number }
   | { t: 'st'; y: string; sid: string; mint: string; lt?: number; at: number; s: 'redeemed' | 'lost' }
+  | { t: 'ret'; b: string; mint: string; ys: string[]; out: JournalOutput[]; at: number; rat: number }
 
 export class ReceivedStore {
   readonly file: string
@@ -129,6 +157,7 @@ export class ReceivedStore {
   /** Index of entries in state 'held' (the redeemer's work list). */
   readonly #held = new Map<string, ReceivedEntry>()
   readonly #journals = new Map<string, RedeemJournal>()
+  readonly #retired = new Map<string, RetiredRedeem>()
   readonly #listeners = new Set<(e: ReceivedEntry) => void>()
   #queue: Pending[] = []
   #flushing = false
@@ -185,8 +214,13 @@ export class ReceivedStore {
     return [...this.#journals.values()].filter((j) => mintUrl === undefined || j.mintUrl === mintUrl)
   }
 
+  /** Retired batches: undone, outputs kept in case the mint still carries them out. */
+  retiredRedeems(mintUrl?: string): RetiredRedeem[] {
+    return [...this.#retired.values()].filter((j) => mintUrl === undefined || j.mintUrl === mintUrl)
+  }
+
   counts(filter: { sessionId?: string } = {}): StoreCounts {
-    const c: StoreCounts = { held: 0, redeeming: 0, redeemed: 0, lost: 0, unredeemedAmount: 0, pendingBatches: this.#journals.size }
+    const c: StoreCounts = { held: 0, redeeming: 0, redeemed: 0, lost: 0, unredeemedAmount: 0, pendingBatches: this.#journals.size, retiredBatches: this.#retired.size }
     for (const e of this.#entries.values()) {
       if (filter.sessionId !== undefined && e.sessionId !== filter.sessionId) continue
       c[e.state]++
@@ -260,20 +294,49 @@ export class ReceivedStore {
     await this.#append(JSON.stringify({ t: 'beg', b: j.batchId, mint: j.mintUrl, ys: j.ys, out: j.outputs, at: j.startedAt } satisfies Rec))
   }
 
-  /** The batch's new proofs are safely in the wallet: mark its inputs redeemed. */
+  /**
+   * The batch's new proofs are safely in the wallet: mark its inputs redeemed.
+   * Also for a retired batch the mint turned out to have carried out.
+   */
   async finishRedeem(batchId: string): Promise<void> {
     this.#assertWritable()
-    if (!this.#journals.has(batchId)) throw new Error(`no pending redeem batch ${batchId}`)
+    if (!this.#journals.has(batchId) && !this.#retired.has(batchId)) throw new Error(`no pending redeem batch ${batchId}`)
     this.#applyFinish(batchId)
     await this.#append(JSON.stringify({ t: 'fin', b: batchId, at: this.#now() } satisfies Rec))
   }
 
-  /** Undo a batch that did not happen: `lost` Ys were spent elsewhere; the rest are held again. */
-  async abortRedeem(batchId: string, lost: string[] = []): Promise<void> {
+  /**
+   * A restore returned only some of the batch's outputs (`got`, by B_), whose
+   * proofs are in the wallet: the inputs are redeemed, the other outputs stay
+   * journaled until the mint returns them.
+   */
+  async partialRedeem(batchId: string, got: string[]): Promise<void> {
+    this.#assertWritable()
+    if (!this.#journals.has(batchId) && !this.#retired.has(batchId)) throw new Error(`no pending redeem batch ${batchId}`)
+    this.#applyPartial(batchId, got)
+    await this.#append(JSON.stringify({ t: 'prt', b: batchId, got, at: this.#now() } satisfies Rec))
+  }
+
+  /**
+   * Undo a batch that did not happen: `lost` Ys were spent elsewhere; the rest
+   * are held again. With `keepOutputs` the batch is retired rather than
+   * forgotten, because its request may still reach the mint.
+   */
+  async abortRedeem(batchId: string, lost: string[] = [], opts: { keepOutputs?: boolean } = {}): Promise<void> {
     this.#assertWritable()
     if (!this.#journals.has(batchId)) throw new Error(`no pending redeem batch ${batchId}`)
-    this.#applyAbort(batchId, lost)
-    await this.#append(JSON.stringify({ t: 'abt', b: batchId, lost, at: this.#now() } satisfies Rec))
+    const at = this.#now()
+    const keep = opts.keepOutputs === true && lost.length === 0
+    this.#applyAbort(batchId, lost, keep ? at : undefined)
+    await this.#append(JSON.stringify({ t: 'abt', b: batchId, lost, ...(keep ? { keep: true as const } : {}), at } satisfies Rec))
+  }
+
+  /** A retired batch can no longer happen (its inputs are unspent after the grace, or spent elsewhere). */
+  async forgetRetired(batchId: string): Promise<void> {
+    this.#assertWritable()
+    if (!this.#retired.has(batchId)) return
+    this.#retired.delete(batchId)
+    await this.#append(JSON.stringify({ t: 'fgt', b: batchId, at: this.#now() } satisfies Rec))
   }
 
   /** Wait for queued writes, then close the file. */
@@ -295,6 +358,7 @@ export class ReceivedStore {
 
   #applyBegin(j: RedeemJournal): void {
     this.#journals.set(j.batchId, j)
+    if (j.swapped) return // its inputs are redeemed already (compacted after a partial restore)
     for (const y of j.ys) {
       const e = this.#entries.get(y)
       if (!e) continue
@@ -304,26 +368,45 @@ export class ReceivedStore {
     }
   }
 
-  #applyFinish(batchId: string): void {
-    const j = this.#journals.get(batchId)
-    if (!j) return
+  /** A batch's (or retired batch's) inputs are redeemed. */
+  #redeemInputs(j: RedeemJournal): void {
     for (const y of j.ys) {
       const e = this.#entries.get(y)
-      if (!e) continue
+      if (!e || e.state === 'redeemed' || e.state === 'lost') continue
+      // A retired batch's input may be held, or in another batch now; that batch then leaves it alone.
       e.state = 'redeemed'
       delete e.batchId
       delete e.proof // no longer needed; keeps memory per finished tick small
+      this.#held.delete(y)
     }
-    this.#journals.delete(batchId)
+    this.#dropRetiredSpending(j.ys, j.batchId)
   }
 
-  #applyAbort(batchId: string, lost: string[]): void {
+  #applyFinish(batchId: string): void {
+    const j = this.#journals.get(batchId) ?? this.#retired.get(batchId)
+    if (!j) return
+    if (!j.swapped) this.#redeemInputs(j)
+    this.#journals.delete(batchId)
+    this.#retired.delete(batchId)
+  }
+
+  #applyPartial(batchId: string, got: string[]): void {
+    const j = this.#journals.get(batchId) ?? this.#retired.get(batchId)
+    if (!j) return
+    if (!j.swapped) this.#redeemInputs(j)
+    const done = new Set(got)
+    this.#retired.delete(batchId)
+    this.#journals.set(batchId, { batchId, mintUrl: j.mintUrl, ys: j.ys, startedAt: j.startedAt, outputs: j.outputs.filter((o) => !done.has(o.B_)), swapped: true })
+  }
+
+  #applyAbort(batchId: string, lost: string[], retiredAt?: number): void {
     const j = this.#journals.get(batchId)
     if (!j) return
     const lostSet = new Set(lost)
     for (const y of j.ys) {
       const e = this.#entries.get(y)
-      if (!e) continue
+      // only what this batch holds: an input may have been settled by a retired batch meanwhile
+      if (!e || e.batchId !== batchId) continue
       delete e.batchId
       if (lostSet.has(y)) {
         e.state = 'lost'
@@ -334,6 +417,17 @@ export class ReceivedStore {
       }
     }
     this.#journals.delete(batchId)
+    this.#dropRetiredSpending(lost)
+    if (retiredAt !== undefined) this.#retired.set(batchId, { ...j, retiredAt })
+  }
+
+  /** Retired batches spending any of `ys` can no longer happen: the mint takes each input once. */
+  #dropRetiredSpending(ys: ReadonlyArray<string>, except?: string): void {
+    if (this.#retired.size === 0 || ys.length === 0) return
+    const gone = new Set(ys)
+    for (const r of [...this.#retired.values()]) {
+      if (r.batchId !== except && r.ys.some((y) => gone.has(y))) this.#retired.delete(r.batchId)
+    }
   }
 
   // ------------------------------------------------------------ disk
@@ -411,7 +505,7 @@ export class ReceivedStore {
       for (const e of this.#entries.values()) if ((e.state === 'redeemed' || e.state === 'lost') && e.locktime !== undefined && e.locktime < pruneBefore) n++
       this.#prunable = n
     }
-    const live = this.#entries.size - this.#prunable + this.#journals.size + 1
+    const live = this.#entries.size - this.#prunable + this.#journals.size + this.#retired.size + 1
     return this.#lines - live >= slack && this.#lines >= 2 * live
   }
 
@@ -444,7 +538,10 @@ export class ReceivedStore {
     }
     // Journals after the entries they move to 'redeeming'.
     for (const j of this.#journals.values()) {
-      out.push(JSON.stringify({ t: 'beg', b: j.batchId, mint: j.mintUrl, ys: j.ys, out: j.outputs, at: j.startedAt } satisfies Rec))
+      out.push(JSON.stringify({ t: 'beg', b: j.batchId, mint: j.mintUrl, ys: j.ys, out: j.outputs, at: j.startedAt, ...(j.swapped ? { sw: true as const } : {}) } satisfies Rec))
+    }
+    for (const r of this.#retired.values()) {
+      out.push(JSON.stringify({ t: 'ret', b: r.batchId, mint: r.mintUrl, ys: r.ys, out: r.outputs, at: r.startedAt, rat: r.retiredAt } satisfies Rec))
     }
     await this.#fh?.close()
     this.#fh = undefined
@@ -564,13 +661,24 @@ export class ReceivedStore {
       }
       case 'beg':
         if (typeof rec.b !== 'string' || !Array.isArray(rec.ys) || !Array.isArray(rec.out)) return false
-        this.#applyBegin({ batchId: rec.b, mintUrl: rec.mint, ys: rec.ys, outputs: rec.out, startedAt: rec.at })
+        this.#applyBegin({ batchId: rec.b, mintUrl: rec.mint, ys: rec.ys, outputs: rec.out, startedAt: rec.at, ...(rec.sw ? { swapped: true } : {}) })
         return true
       case 'fin':
         this.#applyFinish(rec.b)
         return true
       case 'abt':
-        this.#applyAbort(rec.b, Array.isArray(rec.lost) ? rec.lost : [])
+        this.#applyAbort(rec.b, Array.isArray(rec.lost) ? rec.lost : [], rec.keep ? rec.at : undefined)
+        return true
+      case 'prt':
+        if (typeof rec.b !== 'string' || !Array.isArray(rec.got)) return false
+        this.#applyPartial(rec.b, rec.got)
+        return true
+      case 'fgt':
+        this.#retired.delete(rec.b)
+        return true
+      case 'ret':
+        if (typeof rec.b !== 'string' || !Array.isArray(rec.ys) || !Array.isArray(rec.out)) return false
+        this.#retired.set(rec.b, { batchId: rec.b, mintUrl: rec.mint, ys: rec.ys, outputs: rec.out, startedAt: rec.at, retiredAt: rec.rat })
         return true
       default:
         return false

@@ -6,19 +6,25 @@
  * (each with a Schnorr witness by the payment key), fresh blinded outputs
  * (powers of two summing to the inputs — fee-free keysets only, see
  * mint-keys.ts) as outputs, at most `maxInputsPerSwap` inputs per request
- * (nutshell's MINT_MAX_REQUEST_LENGTH is 1000).
+ * (nutshell's MINT_MAX_REQUEST_LENGTH is 1000). Mint HTTP goes through
+ * MintConnection (wallet-mint.ts), as the wallet's does.
  *
  * Crash safety: before the request leaves, the batch — inputs' Ys and the
  * outputs' secrets, blinding factors and B_ — is journalled durably in the
  * ReceivedStore. After a crash (or a lost response) the journal is resolved:
  *   1. NUT-09 restore with the journalled B_: if the mint signed them, the
- *      swap happened; unblind and deposit.
+ *      swap happened; unblind, and deposit those the mint still calls unspent
+ *      (NUT-07): a crash may have come after an earlier deposit and before
+ *      `fin`, and the wallet may since have spent and forgotten those proofs.
+ *      A restore that returns only some outputs settles those and keeps the
+ *      rest journaled.
  *   2. otherwise NUT-07 check state of the inputs: SPENT ones were taken by
- *      someone else (the customer's refund key after locktime) and are marked
- *      lost; the rest go back to held and are redeemed again.
- * `depositTo` may therefore see the same proofs twice if the process dies
- * between depositing and marking the batch finished: it must be idempotent
- * (dedupe by secret), which Wallet.addProofs is expected to be.
+ *      someone else (the customer's refund key after locktime) — unless an
+ *      earlier batch of ours that timed out spent them (see "retired" in
+ *      received-store.ts), which a restore of its outputs tells — and are
+ *      marked lost; the rest go back to held and are redeemed again. If the
+ *      request may still reach the mint, the batch's outputs are kept (retired).
+ * `depositTo` must still be idempotent (dedupe by secret), as Wallet.addProofs is.
  *
  * Triggers: `countThreshold` held proofs at a mint, the oldest held proof older
  * than `maxHeldAgeMs`, a held proof within `locktimeSafetySec` of its locktime,
@@ -26,10 +32,13 @@
  * proofs held and is retried with exponential backoff.
  */
 import { randomBytes } from 'node:crypto'
+import { HttpResponseError, NetworkError, type SerializedBlindedSignature } from '@cashu/cashu-ts'
 import { pointFromHex } from './hash-to-curve.js'
 import { randomOutput, unblindWithKey } from './lock.js'
 import { verifyBlindSignatureDleq } from './dleq.js'
 import { SchnorrSigner } from './p2pk.js'
+import { splitAmount } from './amounts.js'
+import { MintConnection, MintUnreachableError, describeMintError, isRejection } from './wallet-mint.js'
 import type { MintKeyCache } from './mint-keys.js'
 import type { JournalOutput, ReceivedEntry, ReceivedStore, RedeemJournal } from './received-store.js'
 
@@ -65,6 +74,8 @@ export interface RedeemerOptions {
   backoffMaxMs?: number
   /** Per HTTP request. */
   timeoutMs?: number
+  /** How long an undone batch's outputs are kept while its inputs look unspent (see received-store.ts). */
+  retiredGraceMs?: number
   log?: (msg: string) => void
   now?: () => number
 }
@@ -96,40 +107,11 @@ export interface RedeemerStats {
   lastError?: string
 }
 
-interface MintSignature {
-  id: string
-  amount: number
-  C_: string
-  dleq?: { e: string; s: string }
-}
-
-/** The request never reached the mint (safe to undo the journal at once). */
-class NotDeliveredError extends Error {}
 /** Outcome unknown or the mint is unwell: keep the journal, retry later. */
 class RetryLaterError extends Error {}
 
-function isConnRefused(err: unknown): boolean {
-  const cause = (err as { cause?: { code?: string } })?.cause
-  return cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND' || cause?.code === 'EHOSTUNREACH'
-}
-
 /** Proofs refused on their own in one run before the whole swap is taken to be refused. */
 const MAX_SKIPPED_ALONE = 3
-
-/** Binary split of `total` into amounts the keyset has keys for. */
-export function splitAmount(total: number, keyAmounts: Iterable<string>): number[] {
-  const have = new Set(keyAmounts)
-  const out: number[] = []
-  let rest = total
-  for (let bit = 2 ** 52; bit >= 1; bit /= 2) {
-    if (rest >= bit) {
-      if (!have.has(String(bit))) throw new Error(`the mint's keyset has no key for amount ${bit}; cannot split ${total}`)
-      out.push(bit)
-      rest -= bit
-    }
-  }
-  return out
-}
 
 export class Redeemer {
   readonly #o: Required<Omit<RedeemerOptions, 'log' | 'fetch' | 'now'>> & Pick<RedeemerOptions, 'log'>
@@ -137,6 +119,7 @@ export class Redeemer {
   readonly #now: () => number
   readonly #signer: SchnorrSigner
   readonly #locks = new Map<string, Promise<unknown>>()
+  readonly #conns = new Map<string, MintConnection>()
   readonly #backoff = new Map<string, { failures: number; nextAt: number }>()
   readonly #sinceLast = new Map<string, number>()
   readonly #stats: RedeemerStats = { swaps: 0, roundTrips: 0, redeemedProofs: 0, redeemedAmount: 0, lostProofs: 0, failures: 0, badDleqFromMint: 0 }
@@ -158,6 +141,7 @@ export class Redeemer {
       backoffInitialMs: opts.backoffInitialMs ?? 1_000,
       backoffMaxMs: opts.backoffMaxMs ?? 5 * 60_000,
       timeoutMs: opts.timeoutMs ?? 30_000,
+      retiredGraceMs: opts.retiredGraceMs ?? 10 * 60_000,
       log: opts.log,
     }
     this.#fetch = opts.fetch ?? globalThis.fetch
@@ -240,13 +224,14 @@ export class Redeemer {
       if (e.locktime !== undefined) m.minLocktime = Math.min(m.minLocktime, e.locktime)
       byMint.set(e.mintUrl, m)
     }
-    for (const j of this.#o.store.pendingRedeems()) if (!byMint.has(j.mintUrl)) byMint.set(j.mintUrl, { count: 0, oldest: now, minLocktime: Infinity })
+    for (const j of this.#o.store.pendingRedeems()) if (!j.swapped && !byMint.has(j.mintUrl)) byMint.set(j.mintUrl, { count: 0, oldest: now, minLocktime: Infinity })
     for (const [mint, m] of byMint) {
       const due =
         m.count >= this.#o.countThreshold ||
         now - m.oldest >= this.#o.maxHeldAgeMs ||
         m.minLocktime - nowSec <= this.#o.locktimeSafetySec ||
-        this.#o.store.pendingRedeems(mint).length > 0 ||
+        // (a batch whose outputs the mint still owes is asked for on other runs, not every few seconds)
+        this.#o.store.pendingRedeems(mint).some((j) => !j.swapped) ||
         // an earlier attempt failed (mint down): retry once its backoff allows
         this.#backoff.has(mint)
       if (due) void this.#runAuto(mint)
@@ -272,8 +257,12 @@ export class Redeemer {
       return report
     }
     this.#sinceLast.set(mint, 0)
+    const conn = this.#conn(mint)
+    const requestsBefore = conn.requests
     try {
-      for (const j of store.pendingRedeems(mint)) await this.#resolveJournal(j, report)
+      // Nobody knows whether a journalled request reached the mint.
+      for (const j of store.pendingRedeems(mint)) await this.#resolveJournal(j, report, true)
+      await this.#reviewRetired(mint, report)
       // Only what is held now: ticks arriving during the swap wait for the
       // next trigger, else a steady trickle would mean a swap per few ticks.
       const todo = new Set(store.held({ mintUrl: mint }).map((e) => e.y))
@@ -325,8 +314,28 @@ export class Redeemer {
       report.error = msg
       this.#o.log?.(`redeem at ${mint} failed (${msg}); proofs stay held, retrying in ~${Math.round(delay / 1000)}s`)
     }
-    report.remainingProofs = store.held({ mintUrl: mint }).length + store.pendingRedeems(mint).reduce((n, j) => n + j.ys.length, 0)
+    report.roundTrips = conn.requests - requestsBefore
+    this.#stats.roundTrips += report.roundTrips
+    report.remainingProofs = store.held({ mintUrl: mint }).length + store.pendingRedeems(mint).reduce((n, j) => n + (j.swapped ? 0 : j.ys.length), 0)
     return report
+  }
+
+  #conn(mint: string): MintConnection {
+    let c = this.#conns.get(mint)
+    if (!c) {
+      c = new MintConnection(mint, { timeoutMs: this.#o.timeoutMs, maxBatch: this.#o.maxInputsPerSwap, fetch: this.#fetch })
+      this.#conns.set(mint, c)
+    }
+    return c
+  }
+
+  /** A mint call other than the swap; any failure means: try again later. */
+  async #ask<T>(mint: string, what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call()
+    } catch (err) {
+      throw new RetryLaterError(`${what} at ${mint} failed: ${describeMintError(err)}`)
+    }
   }
 
   /** Journal and send one swap. 'done' | 'refused' | 'lost-some'; throws RetryLaterError when the mint is unreachable. */
@@ -351,31 +360,33 @@ export class Redeemer {
       if (!p) throw new Error(`journalled input ${y.slice(0, 16)}… has no stored proof; the received log is inconsistent`)
       return { amount: p.amount, id: p.id, secret: p.secret, C: p.C, witness: this.#signer.witness(p.secret) }
     })
-    const body = { inputs, outputs: j.outputs.map((o) => ({ amount: o.amount, id: o.id, B_: o.B_ })) }
-    let res: { status: number; json: unknown }
+    const outputs = j.outputs.map((o) => ({ amount: o.amount, id: o.id, B_: o.B_ }))
+    let signatures: SerializedBlindedSignature[] | undefined
+    let refused = false
     try {
-      res = await this.#post(j.mintUrl, '/v1/swap', body, report)
+      ;({ signatures } = await this.#conn(j.mintUrl).api.swap({ inputs, outputs }))
     } catch (err) {
-      if (err instanceof NotDeliveredError) {
+      if (err instanceof MintUnreachableError) {
+        // never sent: the mint cannot act on it, so undo at once
         await this.#o.store.abortRedeem(j.batchId)
         throw new RetryLaterError(err.message)
       }
-      throw err
-    }
-    if (res.status === 200) {
-      const sigs = (res.json as { signatures?: MintSignature[] })?.signatures
-      if (Array.isArray(sigs) && sigs.length === j.outputs.length) {
-        await this.#complete(j, sigs, report)
-        return 'done'
+      // no answer (timeout, dropped connection) or a mint error: find out on the next run
+      if (err instanceof NetworkError || (err instanceof HttpResponseError && err.status >= 500)) {
+        throw new RetryLaterError(`the swap at ${j.mintUrl} failed: ${describeMintError(err)}`)
       }
-      // A 200 without usable signatures: the swap may have happened. Resolve.
-    } else if (res.status >= 500) {
-      throw new RetryLaterError(`mint ${j.mintUrl} answered HTTP ${res.status} to the swap`)
+      refused = isRejection(err)
+      report.error = refused ? `mint refused the swap: ${describeMintError(err).replace(/^the mint refused: /, '')}` : describeMintError(err)
     }
-    const detail = (res.json as { detail?: string; code?: number }) ?? {}
-    report.error = `mint refused the swap: ${detail.detail ?? `HTTP ${res.status}`}${detail.code ? ` (code ${detail.code})` : ''}`
+    if (signatures?.length === j.outputs.length) {
+      await this.#complete(j, signatures, report, { recovered: false })
+      return 'done'
+    }
+    if (signatures) report.error = `mint ${j.mintUrl} returned ${signatures.length} signatures for ${j.outputs.length} outputs`
+    // An answer we cannot use (too large, malformed): the swap may have happened. Resolve now.
+    if (!refused) this.#o.log?.(`the swap at ${j.mintUrl} got an unusable answer (${report.error}); asking the mint what happened`)
     const lostBefore = report.lostProofs
-    const resolved = await this.#resolveJournal(j, report)
+    const resolved = await this.#resolveJournal(j, report, !refused)
     if (resolved === 'swapped') {
       delete report.error
       return 'done'
@@ -383,43 +394,110 @@ export class Redeemer {
     return report.lostProofs > lostBefore ? 'lost-some' : 'refused'
   }
 
-  /** Find out what happened to a journalled swap (see the module comment). */
-  async #resolveJournal(j: RedeemJournal, report: RedeemReport): Promise<'swapped' | 'undone'> {
-    const outs = j.outputs.map((o) => ({ amount: o.amount, id: o.id, B_: o.B_ }))
-    const restored = await this.#post(j.mintUrl, '/v1/restore', { outputs: outs }, report)
-    if (restored.status !== 200) throw new RetryLaterError(`mint ${j.mintUrl} answered HTTP ${restored.status} to restore`)
-    const rj = restored.json as { outputs?: { B_: string }[]; signatures?: MintSignature[]; promises?: MintSignature[] }
-    const rsigs = rj?.signatures ?? rj?.promises ?? []
-    const byB = new Map<string, MintSignature>()
-    ;(rj?.outputs ?? []).forEach((o, i) => {
-      const s = rsigs[i]
-      if (o && s) byB.set(o.B_, s)
-    })
-    const sigs = j.outputs.map((o) => byB.get(o.B_))
-    if (sigs.some((s) => s !== undefined)) {
-      if (sigs.some((s) => s === undefined)) this.#o.log?.(`mint ${j.mintUrl} restored only some outputs of batch ${j.batchId}; depositing those`)
-      await this.#complete(j, sigs, report)
+  /**
+   * Find out what happened to a journalled swap (see the module comment).
+   * `uncertain`: its request may have reached the mint, or still may.
+   */
+  async #resolveJournal(j: RedeemJournal, report: RedeemReport, uncertain: boolean): Promise<'swapped' | 'undone' | 'owed'> {
+    const mint = j.mintUrl
+    const conn = this.#conn(mint)
+    const restore = () => this.#ask(mint, 'restore', () => conn.restore(j.outputs))
+    const restored = await restore()
+    if (restored.size > 0) {
+      await this.#settleRestored(j, restored, report)
       return 'swapped'
     }
-    // The swap did not happen. Which inputs are still ours to redeem?
-    const st = await this.#post(j.mintUrl, '/v1/checkstate', { Ys: j.ys }, report)
-    if (st.status !== 200) throw new RetryLaterError(`mint ${j.mintUrl} answered HTTP ${st.status} to checkstate`)
-    const states = (st.json as { states?: { Y: string; state: string }[] })?.states ?? []
-    const state = new Map(states.map((s) => [s.Y, s.state]))
-    if (j.ys.some((y) => state.get(y) === 'PENDING')) throw new RetryLaterError(`mint ${j.mintUrl} reports inputs of batch ${j.batchId} as pending`)
-    const lost = j.ys.filter((y) => state.get(y) === 'SPENT')
-    await this.#o.store.abortRedeem(j.batchId, lost)
-    if (lost.length > 0) {
-      report.lostProofs += lost.length
-      this.#stats.lostProofs += lost.length
-      this.#o.log?.(`${lost.length} held proof(s) at ${j.mintUrl} were already spent by someone else (refund after locktime?); marked lost`)
+    if (j.swapped) {
+      this.#o.log?.(`mint ${mint} has still not returned ${j.outputs.length} signed output(s) (${sumAmount(j.outputs)} sats) of batch ${j.batchId}; asked again on the next run`)
+      return 'owed'
     }
-    return 'undone'
+    // The swap did not happen (yet). Which inputs are still ours to redeem?
+    const state = await this.#ask(mint, 'checkstate', () => conn.statesByY(j.ys))
+    if (j.ys.some((y) => state.get(y) === 'PENDING')) throw new RetryLaterError(`mint ${mint} reports inputs of batch ${j.batchId} as pending`)
+    let spent = j.ys.filter((y) => state.get(y) === 'SPENT')
+    let accounted = 0
+    if (spent.length > 0) {
+      if (uncertain) {
+        // it may have landed between the restore and the state check
+        const again = await restore()
+        if (again.size > 0) {
+          await this.#settleRestored(j, again, report)
+          return 'swapped'
+        }
+      }
+      const byRetired = await this.#recoverRetired(mint, spent, report)
+      accounted = byRetired.size
+      spent = spent.filter((y) => !byRetired.has(y))
+    }
+    // With an input spent, this swap can never happen; otherwise it still might.
+    const keep = uncertain && spent.length === 0 && accounted === 0
+    await this.#o.store.abortRedeem(j.batchId, spent, { keepOutputs: keep })
+    if (spent.length > 0) {
+      report.lostProofs += spent.length
+      this.#stats.lostProofs += spent.length
+      this.#o.log?.(`${spent.length} held proof(s) at ${mint} were already spent by someone else (refund after locktime?); marked lost`)
+    }
+    // Spent only by our own earlier batch, now recovered: nothing failed.
+    return accounted > 0 && spent.length === 0 ? 'swapped' : 'undone'
   }
 
-  /** Unblind the mint's signatures, deposit the new proofs, then mark the batch finished. */
-  async #complete(j: RedeemJournal, sigs: (MintSignature | undefined)[], report: RedeemReport): Promise<void> {
-    const proofs: RedeemedProof[] = []
+  /**
+   * Retired batches of `mint` spending any of `spent`: restore their outputs;
+   * the ones the mint signed happened after all and are settled, the others
+   * can never happen now. Returns the Ys the settled ones account for.
+   */
+  async #recoverRetired(mint: string, spent: ReadonlyArray<string>, report: RedeemReport): Promise<Set<string>> {
+    const gone = new Set(spent)
+    const accounted = new Set<string>()
+    for (const r of this.#o.store.retiredRedeems(mint).filter((x) => x.ys.some((y) => gone.has(y)))) {
+      const sigs = await this.#ask(mint, 'restore', () => this.#conn(mint).restore(r.outputs))
+      if (sigs.size === 0) {
+        await this.#o.store.forgetRetired(r.batchId)
+        continue
+      }
+      this.#o.log?.(`batch ${r.batchId} at ${mint}, undone after its request timed out, did reach the mint; recovering its ${r.ys.length} proof(s)`)
+      await this.#settleRestored(r, sigs, report)
+      for (const y of r.ys) accounted.add(y)
+    }
+    return accounted
+  }
+
+  /**
+   * Retired batches older than the grace period: settle those whose inputs the
+   * mint reports spent and whose outputs it signed; forget the rest (inputs
+   * unspent, so the request did not land; or spent elsewhere).
+   */
+  async #reviewRetired(mint: string, report: RedeemReport): Promise<void> {
+    const due = this.#o.store.retiredRedeems(mint).filter((r) => this.#now() - r.retiredAt >= this.#o.retiredGraceMs)
+    for (const r of due) {
+      const state = await this.#ask(mint, 'checkstate', () => this.#conn(mint).statesByY(r.ys))
+      if (r.ys.some((y) => state.get(y) === 'PENDING')) continue
+      const spent = r.ys.filter((y) => state.get(y) === 'SPENT')
+      if (spent.length === 0) await this.#o.store.forgetRetired(r.batchId)
+      else await this.#recoverRetired(mint, spent, report)
+    }
+  }
+
+  /** Deposit what a restore returned, minding earlier deposits; settle the batch, wholly or in part. */
+  async #settleRestored(j: RedeemJournal, byB: Map<string, SerializedBlindedSignature>, report: RedeemReport): Promise<void> {
+    const sigs = j.outputs.map((o) => byB.get(o.B_))
+    const got = sigs.filter((x) => x !== undefined).length
+    if (got < j.outputs.length) {
+      this.#o.log?.(
+        `mint ${j.mintUrl} restored only ${got} of ${j.outputs.length} outputs of batch ${j.batchId}; depositing those, ` +
+          `the other ${j.outputs.length - got} (${sumAmount(j.outputs.filter((_, i) => !sigs[i]))} sats) stay journaled and are asked for again on the next run`,
+      )
+    }
+    await this.#complete(j, sigs, report, { recovered: true })
+  }
+
+  /**
+   * Unblind the mint's signatures, deposit the new proofs, then mark the batch
+   * finished (or, with outputs missing, partly finished). `recovered`: from a
+   * restore, so the proofs may have been deposited (and spent) before.
+   */
+  async #complete(j: RedeemJournal, sigs: (SerializedBlindedSignature | undefined)[], report: RedeemReport, opts: { recovered: boolean }): Promise<void> {
+    let proofs: RedeemedProof[] = []
     j.outputs.forEach((o, i) => {
       const sig = sigs[i]
       if (!sig) return
@@ -433,38 +511,34 @@ export class Redeemer {
       }
       proofs.push(unblindWithKey(o, sig, A))
     })
-    await this.#o.depositTo(j.mintUrl, proofs)
-    await this.#o.store.finishRedeem(j.batchId)
-    const amount = proofs.reduce((n, p) => n + p.amount, 0)
-    report.batches++
-    report.redeemedProofs += j.ys.length
+    if (opts.recovered && proofs.length > 0) {
+      // Deposited before a crash, then spent (or being spent) by the wallet,
+      // which may have pruned them: depositing again would count them twice.
+      const states = await this.#ask(j.mintUrl, 'checkstate', () => this.#conn(j.mintUrl).states(proofs.map((p) => p.secret)))
+      const fresh = proofs.filter((p) => states.get(p.secret) === 'UNSPENT')
+      if (fresh.length < proofs.length) {
+        this.#o.log?.(`${proofs.length - fresh.length} recovered proof(s) of batch ${j.batchId} are already spent: deposited before a restart and used since; not deposited again`)
+      }
+      proofs = fresh
+    }
+    if (proofs.length > 0) await this.#o.depositTo(j.mintUrl, proofs)
+    const complete = sigs.length === j.outputs.length && sigs.every((x) => x !== undefined)
+    if (complete) await this.#o.store.finishRedeem(j.batchId)
+    else await this.#o.store.partialRedeem(j.batchId, j.outputs.filter((_, i) => sigs[i]).map((o) => o.B_))
+    const amount = sumAmount(proofs)
+    if (!j.swapped) {
+      report.batches++
+      report.redeemedProofs += j.ys.length
+      this.#stats.swaps++
+      this.#stats.redeemedProofs += j.ys.length
+    }
     report.redeemedAmount += amount
-    this.#stats.swaps++
-    this.#stats.redeemedProofs += j.ys.length
     this.#stats.redeemedAmount += amount
   }
+}
 
-  async #post(mint: string, path: string, body: unknown, report: RedeemReport): Promise<{ status: number; json: unknown }> {
-    report.roundTrips++
-    this.#stats.roundTrips++
-    let res: Response
-    try {
-      res = await this.#fetch(`${mint}${path}`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(this.#o.timeoutMs),
-      })
-    } catch (err) {
-      if (isConnRefused(err)) throw new NotDeliveredError(`mint ${mint} is not reachable (${(err as { cause?: { code?: string } }).cause?.code})`)
-      throw new RetryLaterError(`request ${path} to ${mint} failed: ${(err as Error).message}`)
-    }
-    let json: unknown
-    try {
-      json = await res.json()
-    } catch {
-      json = undefined
-    }
-    return { status: res.status, json }
-  }
+function sumAmount(xs: ReadonlyArray<{ amount: number }>): number {
+  let n = 0
+  for (const x of xs) n += x.amount
+  return n
 }

@@ -1,4 +1,5 @@
 import { getDecodedToken, getEncodedTokenV4, type Proof } from '@cashu/cashu-ts'
+import { MAX_SATS, proofAmountProblem } from './amounts.js'
 
 /** A Cashu token after decoding, whatever its wire version. */
 export interface DecodedToken {
@@ -10,32 +11,19 @@ export interface DecodedToken {
   version: 3 | 4
 }
 
-/**
- * Canonical form of a mint URL, so `HTTP://Mint.example/` and `http://mint.example`
- * name the same wallet file and the same-mint check on receive is not fooled by
- * spelling. Path case is kept (mints may serve under a path).
- */
-export function normalizeMintUrl(url: string): string {
-  let u: URL
-  try {
-    u = new URL(url.trim())
-  } catch {
-    throw new Error(`"${url}" is not a mint URL; give one like http://127.0.0.1:3338 or https://mint.example.com`)
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new Error(`mint URL ${url} must start with http:// or https://`)
-  }
-  if (u.search || u.hash) throw new Error(`mint URL ${url} must not carry a query or fragment`)
-  const path = u.pathname.replace(/\/+$/, '')
-  return `${u.protocol}//${u.host.toLowerCase()}${path}`
-}
+// Kept importable from here: the CLI and job payments name it through token.ts.
+export { normalizeMintUrl, sameMint } from './mint-url.js'
 
-export function sameMint(a: string, b: string): boolean {
-  return normalizeMintUrl(a) === normalizeMintUrl(b)
-}
+/** Longest token text decoded: 1000 proofs with P2PK secrets and DLEQ proofs fit well within it. */
+export const MAX_TOKEN_CHARS = 2 * 1024 * 1024
+/** Most proofs one token may hold: a mint swaps at most 1000 inputs per request (nutshell's default). */
+export const MAX_TOKEN_PROOFS = 1000
 
 /** Decode `cashuA…` (V3) or `cashuB…` (V4), with or without a `cashu:` URI prefix. */
 export function decodeToken(token: string): DecodedToken {
+  if (token.length > MAX_TOKEN_CHARS) {
+    throw new Error(`this Cashu token is too long (${token.length} characters, at most ${MAX_TOKEN_CHARS}); ask the sender for a smaller one`)
+  }
   const text = token.trim().replace(/^(web\+cashu:\/\/|cashu:\/\/|cashu:)/, '')
   const version = text.startsWith('cashuB') ? 4 : text.startsWith('cashuA') ? 3 : undefined
   if (version === undefined) {
@@ -49,11 +37,20 @@ export function decodeToken(token: string): DecodedToken {
   }
   if (!decoded.mint) throw new Error('the Cashu token names no mint; ask the sender for a token that includes its mint URL')
   if (!Array.isArray(decoded.proofs) || decoded.proofs.length === 0) throw new Error('the Cashu token holds no proofs')
-  for (const p of decoded.proofs) {
-    if (!Number.isSafeInteger(p.amount) || p.amount <= 0 || typeof p.secret !== 'string' || typeof p.C !== 'string' || typeof p.id !== 'string') {
-      throw new Error('the Cashu token holds a malformed proof (amount, secret, C or keyset id); it cannot be received')
-    }
+  // Bounded before anything is blinded or journaled for these proofs.
+  if (decoded.proofs.length > MAX_TOKEN_PROOFS) {
+    throw new Error(`the Cashu token holds ${decoded.proofs.length} proofs; a token may hold at most ${MAX_TOKEN_PROOFS} proofs (ask the sender to split it)`)
   }
+  let total = 0
+  for (const p of decoded.proofs) {
+    if (typeof p.secret !== 'string' || typeof p.C !== 'string' || typeof p.id !== 'string') {
+      throw new Error('the Cashu token holds a malformed proof (secret, C or keyset id); it cannot be received')
+    }
+    const problem = proofAmountProblem(p.amount)
+    if (problem) throw new Error(`the Cashu token holds a proof no mint issues: ${problem}; it cannot be received`)
+    total += p.amount
+  }
+  if (total > MAX_SATS) throw new Error(`the Cashu token claims ${total} sats, more than all the bitcoin there will ever be; it is forged or corrupt`)
   return {
     mint: decoded.mint,
     unit: decoded.unit ?? 'sat',

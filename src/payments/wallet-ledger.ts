@@ -1,11 +1,12 @@
 /**
  * The wallet's bookkeeping on a proof-store draft: journal an operation, settle
- * it from the mint's answer, or revert it. Pure functions on the in-memory file,
- * always run inside ProofStore.update so each is one atomic, durable write.
- * Also input selection, which only looks at proofs.
+ * it from the mint's answer, or revert it (keeping its outputs as a retired
+ * swap when the mint may still carry it out). Pure functions on the in-memory
+ * file, always run inside ProofStore.update so each is one atomic, durable
+ * write. Also input selection, which only looks at proofs.
  */
 import type { Proof } from '@cashu/cashu-ts'
-import type { Operation, ProofState, SpentReason, StoredProof, WalletFile } from './proof-store.js'
+import type { JournalOutput, Operation, ProofState, SpentReason, StoredProof, SwapOp, WalletFile } from './proof-store.js'
 
 /** Raised when another process changed the store between planning and journaling. */
 export class StoreConflict extends Error {}
@@ -73,10 +74,25 @@ export function journal(d: WalletFile, op: Operation, inputs: ReadonlyArray<Proo
   d.ops.push(op)
 }
 
+/** Secrets of every proof an operation spends: our own inputs and a received token's. */
+export function spentSecrets(op: Operation): string[] {
+  if (op.kind === 'mint') return []
+  return op.kind === 'swap' ? [...op.inputs, ...op.foreign.map((p) => p.secret)] : op.inputs
+}
+
+/** Retired swaps spending any of `secrets` can no longer happen: the mint takes each input once. */
+function dropRetiredSpending(d: WalletFile, secrets: ReadonlySet<string>, id?: string): void {
+  if (d.retired.length === 0) return
+  d.retired = d.retired.filter((r) => r.op.id !== id && !spentSecrets(r.op).some((s) => secrets.has(s)))
+}
+
 /**
  * Settle an operation the mint carried out: new proofs in, inputs out, op
  * gone, all in one write. Idempotent per secret, so settling twice adds nothing twice.
- * `proofs[i]` belongs to `op.outputs[i]` (undefined: the mint did not sign it).
+ * `proofs[i]` belongs to `op.outputs[i]` (undefined: the mint did not return it).
+ * A swap or mint is signed whole or not at all, so missing outputs of one are
+ * owed, not lost: the op stays journaled (`swapped`) with just those. A melt
+ * signs only the blank outputs its change needs, so its missing ones are dropped.
  */
 export function settle(d: WalletFile, op: Operation, proofs: ReadonlyArray<Proof | undefined>, mode: { recovered: boolean }): void {
   const now = Date.now()
@@ -100,9 +116,14 @@ export function settle(d: WalletFile, op: Operation, proofs: ReadonlyArray<Proof
       }
     }
   }
+  const missing: JournalOutput[] = []
   op.outputs.forEach((o, i) => {
     const proof = proofs[i]
-    if (!proof || index.has(proof.secret)) return
+    if (!proof) {
+      missing.push(o)
+      return
+    }
+    if (index.has(proof.secret)) return
     const rec: StoredProof = { proof, state: 'unspent', addedAt: now }
     if (o.role === 'locked' && o.lock) {
       rec.state = 'locked'
@@ -116,10 +137,16 @@ export function settle(d: WalletFile, op: Operation, proofs: ReadonlyArray<Proof
     index.set(proof.secret, rec)
   })
   d.ops = d.ops.filter((x) => x.id !== op.id)
+  if (missing.length > 0 && op.kind !== 'melt') d.ops.push({ ...op, outputs: missing, swapped: true })
+  dropRetiredSpending(d, new Set(spentSecrets(op)), op.id)
 }
 
-/** Undo the journal of an operation the mint did not carry out; inputs it reports spent stay spent. */
-export function revert(d: WalletFile, op: Operation, spentElsewhere: ReadonlySet<string>): void {
+/**
+ * Undo the journal of an operation the mint did not carry out; inputs it
+ * reports spent stay spent. With `retire`, the outputs are kept (see RetiredOp)
+ * because the request may still reach the mint.
+ */
+export function revert(d: WalletFile, op: Operation, spentElsewhere: ReadonlySet<string>, opts: { retire?: boolean } = {}): void {
   const now = Date.now()
   const index = indexBySecret(d)
   const inputs = op.kind === 'mint' ? [] : op.inputs
@@ -134,6 +161,15 @@ export function revert(d: WalletFile, op: Operation, spentElsewhere: ReadonlySet
     }
   }
   d.ops = d.ops.filter((x) => x.id !== op.id)
+  dropRetiredSpending(d, spentElsewhere)
+  if (opts.retire && op.kind === 'swap' && !d.retired.some((r) => r.op.id === op.id)) {
+    d.retired.push({ op: { ...op, outputs: op.outputs.map((o) => ({ ...o })) } as SwapOp, retiredAt: now })
+  }
+}
+
+/** Forget a retired swap: it can no longer happen. */
+export function forgetRetired(d: WalletFile, id: string): void {
+  d.retired = d.retired.filter((r) => r.op.id !== id)
 }
 
 /** Forget an operation that has nothing to settle (an expired or foreign-issued quote). */

@@ -1,7 +1,8 @@
 /**
- * The wallet's view of one mint: HTTP with timeouts (cashu-ts's fetch has none,
- * and a hung mint must not hang a session), keysets and verified keys, input
- * fees, and NUT-07/NUT-09 calls split to the mint's per-request cap.
+ * One mint as the wallet and the redeemer see it: HTTP with timeouts (cashu-ts's
+ * fetch has none, and a hung mint must not hang a session) and a cap on answer
+ * sizes, keysets and verified keys, input fees, and NUT-07/NUT-09 calls split
+ * to the mint's per-request cap.
  */
 import {
   CashuMint,
@@ -16,6 +17,7 @@ import {
   type SerializedBlindedSignature,
 } from '@cashu/cashu-ts'
 import { secretToYHex } from './hash-to-curve.js'
+import { readMintJson } from './mint-http.js'
 
 type CustomRequest = NonNullable<ConstructorParameters<typeof CashuMint>[1]>
 type RequestOptions = Parameters<CustomRequest>[0]
@@ -23,36 +25,57 @@ type RequestOptions = Parameters<CustomRequest>[0]
 /** nutshell's MINT_MAX_REQUEST_LENGTH default: inputs, outputs, Ys per request. */
 export const DEFAULT_MAX_BATCH = 1000
 
-function timedRequest(mintUrl: string, timeoutMs: number): CustomRequest {
+export type MintProofState = 'UNSPENT' | 'PENDING' | 'SPENT'
+
+/**
+ * The request never left this machine (connection refused, no such host), so
+ * the mint cannot have acted on it: safe to undo its journal at once.
+ */
+export class MintUnreachableError extends NetworkError {
+  constructor(message: string) {
+    super(message)
+    // cashu-ts's NetworkError pins its own prototype, which would hide this subclass
+    Object.setPrototypeOf(this, new.target.prototype)
+    this.name = 'MintUnreachableError'
+  }
+}
+
+/** Connection errors raised before any byte of the request is sent. */
+function neverSent(err: unknown): string | undefined {
+  const code = (err as { cause?: { code?: unknown } })?.cause?.code
+  return code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' ? code : undefined
+}
+
+function timedRequest(mintUrl: string, timeoutMs: number, doFetch: typeof fetch, onRequest: () => void): CustomRequest {
   return async function request<T>(options: RequestOptions): Promise<T> {
     const { endpoint, requestBody, headers, ...init } = options
     const body = requestBody ? JSON.stringify(requestBody) : undefined
     let res: Response
+    onRequest()
     try {
-      res = await fetch(endpoint, {
+      res = await doFetch(endpoint, {
         ...init,
         body,
         headers: { Accept: 'application/json', ...(body ? { 'Content-Type': 'application/json' } : {}), ...headers },
         signal: AbortSignal.timeout(timeoutMs),
       })
     } catch (err) {
+      const code = neverSent(err)
+      if (code) throw new MintUnreachableError(`could not reach the mint at ${mintUrl}: it is not reachable (${code}); check that it is running and the URL is right`)
       const e = err as Error
       const why = e.name === 'TimeoutError' ? `no answer within ${Math.round(timeoutMs / 1000)} s` : e.message
       throw new NetworkError(`could not reach the mint at ${mintUrl} (${why}); check that it is running and reachable`)
     }
     if (!res.ok) {
-      const detail = (await res.json().catch(() => ({}))) as { code?: unknown; detail?: unknown; error?: unknown }
+      const detail = ((await readMintJson(res, `mint ${mintUrl}`).catch(() => ({}))) ?? {}) as { code?: unknown; detail?: unknown; error?: unknown }
       if (res.status === 400 && typeof detail.code === 'number' && typeof detail.detail === 'string') {
         throw new MintOperationError(detail.code, detail.detail)
       }
       const text = typeof detail.detail === 'string' ? detail.detail : typeof detail.error === 'string' ? detail.error : res.statusText
       throw new HttpResponseError(`mint ${mintUrl} answered HTTP ${res.status}: ${text}`, res.status)
     }
-    try {
-      return (await res.json()) as T
-    } catch {
-      throw new HttpResponseError(`mint ${mintUrl} sent a response that is not JSON`, res.status)
-    }
+    // Too large or not JSON: a plain Error, which callers treat as an unusable answer.
+    return (await readMintJson(res, `mint ${mintUrl}`)) as T
   } as CustomRequest
 }
 
@@ -70,29 +93,13 @@ export function describeMintError(err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-/** Denominations (powers of two the keyset signs), largest first, e.g. 13 → [8, 4, 1]. */
-export function splitAmount(amount: number, keys: MintKeys): number[] {
-  const denoms = Object.keys(keys.keys)
-    .map(Number)
-    .filter((n) => Number.isSafeInteger(n) && n > 0)
-    .sort((a, b) => b - a)
-  const out: number[] = []
-  let rest = amount
-  for (const d of denoms) {
-    while (rest >= d) {
-      out.push(d)
-      rest -= d
-    }
-  }
-  if (rest !== 0) throw new Error(`keyset ${keys.id} cannot represent ${amount} sats`)
-  return out
-}
-
 export interface MintConnectionOptions {
   timeoutMs?: number
   /** for melt, which waits for a Lightning payment */
   slowTimeoutMs?: number
   maxBatch?: number
+  /** injected for tests and round-trip counting; default: global fetch */
+  fetch?: typeof fetch
 }
 
 export class MintConnection {
@@ -104,12 +111,16 @@ export class MintConnection {
   private keysetList?: MintKeyset[]
   private readonly keyCache = new Map<string, MintKeys>()
   private infoCache?: GetInfoResponse
+  /** HTTP requests made so far (round trips, for reports) */
+  requests = 0
 
   constructor(url: string, opts: MintConnectionOptions = {}) {
     this.url = url
     this.maxBatch = opts.maxBatch ?? DEFAULT_MAX_BATCH
-    this.api = new CashuMint(url, timedRequest(url, opts.timeoutMs ?? 30_000))
-    this.slowApi = new CashuMint(url, timedRequest(url, opts.slowTimeoutMs ?? 120_000))
+    const doFetch = opts.fetch ?? ((input, init) => globalThis.fetch(input, init))
+    const count = () => void this.requests++
+    this.api = new CashuMint(url, timedRequest(url, opts.timeoutMs ?? 30_000, doFetch, count))
+    this.slowApi = new CashuMint(url, timedRequest(url, opts.slowTimeoutMs ?? 120_000, doFetch, count))
   }
 
   async info(): Promise<GetInfoResponse> {
@@ -174,18 +185,26 @@ export class MintConnection {
   }
 
   /** NUT-07 state of proofs by secret. Split to the request cap. */
-  async states(secrets: ReadonlyArray<string>): Promise<Map<string, 'UNSPENT' | 'PENDING' | 'SPENT'>> {
-    const out = new Map<string, 'UNSPENT' | 'PENDING' | 'SPENT'>()
-    for (let i = 0; i < secrets.length; i += this.maxBatch) {
-      const chunk = secrets.slice(i, i + this.maxBatch)
-      const ys = chunk.map(secretToYHex)
-      const { states } = await this.api.check({ Ys: ys })
+  async states(secrets: ReadonlyArray<string>): Promise<Map<string, MintProofState>> {
+    const ys = secrets.map(secretToYHex)
+    const byY = await this.statesByY(ys)
+    return new Map(secrets.map((secret, i) => [secret, byY.get(ys[i]!)!]))
+  }
+
+  /** NUT-07 state of proofs by Y = hash_to_curve(secret), hex. Split to the request cap. */
+  async statesByY(ys: ReadonlyArray<string>): Promise<Map<string, MintProofState>> {
+    const out = new Map<string, MintProofState>()
+    for (let i = 0; i < ys.length; i += this.maxBatch) {
+      const chunk = ys.slice(i, i + this.maxBatch)
+      const { states } = await this.api.check({ Ys: chunk })
       const byY = new Map(states.map((s) => [s.Y, s.state]))
-      chunk.forEach((secret, j) => {
-        const state = byY.get(ys[j]!)
-        if (!state) throw new Error(`mint ${this.url} did not report the state of every proof asked about`)
-        out.set(secret, state)
-      })
+      for (const y of chunk) {
+        const state = byY.get(y)
+        if (state !== 'UNSPENT' && state !== 'PENDING' && state !== 'SPENT') {
+          throw new Error(`mint ${this.url} did not report the state of every proof asked about`)
+        }
+        out.set(y, state)
+      }
     }
     return out
   }

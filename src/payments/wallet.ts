@@ -10,6 +10,10 @@
  * operation and settles it from what the mint knows: NUT-09 restore returns
  * signatures it already made on our outputs, NUT-07 tells whether our inputs
  * were spent, NUT-04/05 quote state tells where a mint or melt stands.
+ * A swap undone while its request may still reach the mint (a timeout, a
+ * crash) keeps its outputs as "retired" until that can no longer happen, so a
+ * late landing is recovered too (see RetiredOp in proof-store.ts). A partial
+ * restore settles what came back and keeps the rest owed (`swapped`).
  *
  * Input fees (NUT-02) are paid where the wallet spends proofs. For 1-sat
  * locking the wallet refuses keysets with input_fee_ppk > 0: each tick would
@@ -46,9 +50,11 @@ import {
 } from './proof-store.js'
 import { blindSecret, randomOutput, unblind } from './lock.js'
 import { SchnorrSigner, claimsP2PKLock, makeP2PKSecret, normalizePubkey, parseP2PKSecret, pubkeyOf, sameXOnly, withWitness } from './p2pk.js'
-import { StoreConflict, asInput, dropOp, exactSubset, indexBySecret, journal, markSpent, pickInputs, revert, settle } from './wallet-ledger.js'
-import { decodeToken, encodeToken, normalizeMintUrl, sameMint, sumAmounts } from './token.js'
-import { MintConnection, describeMintError, isRejection, splitAmount } from './wallet-mint.js'
+import { StoreConflict, asInput, dropOp, exactSubset, forgetRetired, indexBySecret, journal, markSpent, pickInputs, revert, settle, spentSecrets } from './wallet-ledger.js'
+import { decodeToken, encodeToken, sumAmounts } from './token.js'
+import { normalizeMintUrl, sameMint } from './mint-url.js'
+import { proofAmountProblem, splitAmount } from './amounts.js'
+import { MintConnection, MintUnreachableError, describeMintError, isRejection } from './wallet-mint.js'
 
 export interface WalletHooks {
   /** called after the journal is on disk, just before the request goes to the mint */
@@ -66,6 +72,8 @@ export interface WalletOptions {
   meltTimeoutMs?: number
   /** most inputs or outputs per mint request; default 1000 (nutshell's MINT_MAX_REQUEST_LENGTH) */
   maxBatch?: number
+  /** how long a swap undone after a timeout keeps its outputs while its inputs stay unspent; default 10 min */
+  retiredGraceMs?: number
   /** progress and recovery notes for humans; default: silent */
   log?: (message: string) => void
   /** fault injection for crash tests */
@@ -147,6 +155,11 @@ export interface RecoveryReport {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
+/** A rough description of an operation for logs and errors. */
+function describeOp(op: Operation): string {
+  return op.kind === 'swap' ? `${op.purpose} ${op.id}` : `${op.kind} ${op.id} (quote ${op.quote})`
+}
+
 function assertAmount(amount: number, what = 'amount'): void {
   if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error(`${what} must be a whole number of sats above 0, got ${amount}`)
 }
@@ -184,6 +197,9 @@ export class Wallet {
   private readonly running = new Set<string>()
   private readonly log: (message: string) => void
   private readonly hooks: WalletHooks
+  private readonly retiredGraceMs: number
+  /** retired swaps found carried out so far (tells a failed request that its inputs are accounted for) */
+  private retiredRecovered = 0
   private storeRef?: ProofStore
 
   constructor(opts: WalletOptions) {
@@ -196,6 +212,7 @@ export class Wallet {
     })
     this.log = opts.log ?? (() => undefined)
     this.hooks = opts.hooks ?? {}
+    this.retiredGraceMs = opts.retiredGraceMs ?? 10 * 60_000
   }
 
   /** Open the store and settle operations a crashed process left behind (best effort: works offline). */
@@ -246,8 +263,8 @@ export class Wallet {
 
   /**
    * Settle journaled operations nobody is running any more: those of dead
-   * processes and those this object gave up on (e.g. after a timeout). Mint
-   * errors leave an operation as it is for the next try.
+   * processes and those this object gave up on (e.g. after a timeout). Then
+   * look at retired swaps. Mint errors leave everything as it is for the next try.
    */
   async recover(): Promise<RecoveryReport> {
     const file = await this.store.refresh()
@@ -261,7 +278,8 @@ export class Wallet {
         continue
       }
       try {
-        if (await this.recoverOp(op)) report.resolved++
+        // nobody knows whether its request reached the mint
+        if (await this.recoverOp(op, { uncertain: true })) report.resolved++
         else report.unsettled++
       } catch (err) {
         report.unsettled++
@@ -270,50 +288,75 @@ export class Wallet {
         this.log(`could not settle interrupted ${op.kind} ${op.id} yet: ${describeMintError(err)}; it stays pending and is retried on the next start`)
       }
     }
+    if (!unreachable) {
+      await this.reviewRetired(report).catch((err: unknown) => {
+        this.log(`could not check swaps that timed out earlier: ${describeMintError(err)}; checked again on the next start`)
+      })
+    }
     return report
   }
 
-  /** Returns true when the operation is settled (and gone from the journal). */
-  private async recoverOp(op: Operation): Promise<boolean> {
+  /**
+   * Returns true when the operation is settled (and gone from the journal).
+   * `uncertain`: its request may have reached the mint (timeout, crash), so
+   * if it looks undone, its outputs are kept in case it still lands.
+   */
+  private async recoverOp(op: Operation, opts: { uncertain: boolean }): Promise<boolean> {
     if (op.kind === 'mint') return this.recoverMint(op)
     if (op.kind === 'melt') return this.recoverMelt(op)
-    return this.recoverSwap(op)
+    return this.recoverSwap(op, opts.uncertain)
   }
 
-  private async recoverSwap(op: SwapOp): Promise<boolean> {
+  private async recoverSwap(op: SwapOp, uncertain: boolean): Promise<boolean> {
     const sigs = await this.mint.restore(serialize(op.outputs))
-    if (sigs.size > 0) {
-      const proofs = await this.unblindAll(op.outputs, sigs)
-      await this.store.update((d) => settle(d, op, proofs, { recovered: true }))
-      this.log(`recovered interrupted ${op.purpose} ${op.id}: ${sumAmounts(proofs.filter((p): p is Proof => !!p))} sats of new proofs`)
-      return true
-    }
-    const secrets = [...op.inputs, ...op.foreign.map((p) => p.secret)]
+    if (sigs.size > 0) return this.settleRestored(op, sigs)
+    if (op.swapped) return this.stillOwed(op)
+    const secrets = spentSecrets(op)
     const states = await this.mint.states(secrets)
     if ([...states.values()].includes('PENDING')) return false
     const spent = new Set(secrets.filter((s) => states.get(s) === 'SPENT'))
-    await this.store.update((d) => revert(d, op, spent))
+    let accounted = 0
+    if (spent.size > 0) {
+      if (uncertain) {
+        // it may have landed between the restore and the state check
+        const again = await this.mint.restore(serialize(op.outputs))
+        if (again.size > 0) return this.settleRestored(op, again)
+      }
+      // spent by an earlier attempt whose answer was lost?
+      for (const s of await this.recoverRetiredSpending(spent)) {
+        spent.delete(s)
+        accounted++
+      }
+    }
+    // with any input spent, this swap can never happen any more
+    const retire = uncertain && spent.size === 0 && accounted === 0
+    await this.store.update((d) => revert(d, op, spent, { retire }))
     this.log(
-      spent.size === 0
-        ? `interrupted ${op.purpose} ${op.id} never reached the mint; its inputs are spendable again`
-        : `interrupted ${op.purpose} ${op.id}: ${spent.size} input(s) were spent elsewhere; the rest are spendable again`,
+      spent.size > 0
+        ? `interrupted ${op.purpose} ${op.id}: ${spent.size} input(s) were spent elsewhere; the rest are spendable again`
+        : accounted > 0
+          ? `interrupted ${op.purpose} ${op.id}: an earlier attempt had already spent its inputs; its new proofs are recovered`
+          : retire
+            ? `interrupted ${op.purpose} ${op.id} has not reached the mint; its inputs are spendable again (its outputs are kept in case it still arrives)`
+            : `${op.purpose} ${op.id} did not happen; its inputs are spendable again`,
     )
     return true
   }
 
   private async recoverMint(op: MintOp): Promise<boolean> {
     const sigs = await this.mint.restore(serialize(op.outputs))
-    if (sigs.size > 0) {
-      const proofs = await this.unblindAll(op.outputs, sigs)
-      await this.store.update((d) => settle(d, op, proofs, { recovered: true }))
-      this.log(`recovered ${op.amount} sats minted for quote ${op.quote}`)
-      return true
-    }
+    if (sigs.size > 0) return this.settleRestored(op, sigs)
+    if (op.swapped) return this.stillOwed(op)
     const quote = await this.mint.api.checkMintQuote(op.quote)
     if (quote.state === MintQuoteState.PAID) {
       await this.mintOutputs(op)
       this.log(`minted ${op.amount} sats for quote ${op.quote}, paid after the wallet stopped waiting`)
       return true
+    }
+    if (quote.state === MintQuoteState.ISSUED) {
+      // issued to our outputs between the restore and the quote check?
+      const again = await this.mint.restore(serialize(op.outputs))
+      if (again.size > 0) return this.settleRestored(op, again)
     }
     const expired = op.expiry !== null && op.expiry * 1000 < Date.now()
     if (quote.state === MintQuoteState.ISSUED || expired) {
@@ -326,6 +369,78 @@ export class Wallet {
       return true
     }
     return false // unpaid, not expired: keep waiting for the payer
+  }
+
+  /**
+   * Settle a swap or mint from the signatures a NUT-09 restore returned. True
+   * when all its outputs came back; otherwise the rest stay owed (`swapped`).
+   */
+  private async settleRestored(op: SwapOp | MintOp, sigs: Map<string, SerializedBlindedSignature>): Promise<boolean> {
+    const proofs = await this.unblindAll(op.outputs, sigs)
+    await this.store.update((d) => settle(d, op, proofs, { recovered: true }))
+    const got = proofs.filter((p): p is Proof => !!p)
+    const owed = op.outputs.filter((_, i) => !proofs[i])
+    if (owed.length > 0) {
+      this.log(
+        `the mint restored only ${got.length} of ${op.outputs.length} outputs of ${describeOp(op)}: ${sumAmounts(got)} sats settled; ` +
+          `the other ${owed.length} (${sumAmounts(owed)} sats) stay pending and are asked for again on the next recovery`,
+      )
+      return false
+    }
+    this.log(`recovered interrupted ${describeOp(op)}: ${sumAmounts(got)} sats of new proofs`)
+    return true
+  }
+
+  /** An operation the mint carried out whose remaining outputs it has not returned yet. */
+  private stillOwed(op: Operation): false {
+    this.log(`still waiting for the mint to return ${op.outputs.length} signed output(s) (${sumAmounts(op.outputs)} sats) of ${describeOp(op)}; asked again on the next recovery`)
+    return false
+  }
+
+  /**
+   * Retired swaps (see RetiredOp) that no running operation is using: settle
+   * those the mint carried out after all, forget those that can no longer
+   * happen, and those whose inputs are still unspent once the grace is over.
+   */
+  private async reviewRetired(report: RecoveryReport): Promise<void> {
+    const file = await this.store.refresh()
+    const busy = new Set(file.proofs.filter((p) => p.state === 'pending').map((p) => p.proof.secret))
+    for (const r of file.retired) {
+      if (r.op.inputs.some((s) => busy.has(s))) continue // the operation spending them now settles this
+      const states = [...(await this.mint.states(spentSecrets(r.op))).values()]
+      if (states.includes('PENDING')) continue
+      if (states.includes('SPENT')) {
+        if (await this.settleRetired(r.op)) report.resolved++
+      } else if (Date.now() - r.retiredAt >= this.retiredGraceMs) {
+        await this.store.update((d) => forgetRetired(d, r.op.id))
+      }
+    }
+  }
+
+  /**
+   * A retired swap whose inputs are spent: if the mint signed its outputs it
+   * happened after all, and its proofs are taken in; otherwise it never can.
+   */
+  private async settleRetired(op: SwapOp): Promise<boolean> {
+    const sigs = await this.mint.restore(serialize(op.outputs))
+    if (sigs.size === 0) {
+      await this.store.update((d) => forgetRetired(d, op.id))
+      return false
+    }
+    this.retiredRecovered++
+    this.log(`the ${op.purpose} ${op.id} that timed out earlier did reach the mint; taking in its new proofs`)
+    await this.settleRestored(op, sigs)
+    return true
+  }
+
+  /** Settle the retired swaps that spend any of `spent`; returns the secrets they account for. */
+  private async recoverRetiredSpending(spent: ReadonlySet<string>): Promise<Set<string>> {
+    const accounted = new Set<string>()
+    const { retired } = await this.store.refresh()
+    for (const r of retired.filter((x) => spentSecrets(x.op).some((s) => spent.has(s)))) {
+      if (await this.settleRetired(r.op)) for (const s of spentSecrets(r.op)) accounted.add(s)
+    }
+    return accounted
   }
 
   private async recoverMelt(op: MeltOp): Promise<boolean> {
@@ -415,14 +530,30 @@ export class Wallet {
    */
   private async afterFailure(op: Operation, err: unknown): Promise<Error> {
     this.running.delete(op.id)
+    // refused, or never sent: the mint did not and will not act on it
+    const certain = isRejection(err) || err instanceof MintUnreachableError
+    const recoveredBefore = this.retiredRecovered
     let settled = false
     try {
-      settled = await this.recoverOp(op)
+      settled = await this.recoverOp(op, { uncertain: !certain })
     } catch {
       // mint unreachable: the journal keeps the operation for the next load()
     }
     const what = describeMintError(err)
-    if (settled) return new Error(what)
+    const owed = this.store.data.ops.find((o) => o.id === op.id && o.swapped)
+    if (owed) {
+      return new Error(
+        `${what}. The mint carried the ${op.kind === 'swap' ? op.purpose : op.kind} out but has returned only ${op.outputs.length - owed.outputs.length} of ${op.outputs.length} new proofs so far; ` +
+          `the other ${sumAmounts(owed.outputs)} sats stay pending and are asked for again on the next wallet start`,
+      )
+    }
+    // An earlier attempt that timed out had spent these inputs after all; its
+    // proofs are in now, so the caller may simply plan again (retryOnConflict).
+    if (this.retiredRecovered > recoveredBefore) return new StoreConflict(`${what}; an earlier attempt had spent these proofs and was recovered`)
+    if (settled) {
+      const retired = this.store.data.retired.some((r) => r.op.id === op.id)
+      return new Error(retired ? `${what}. Your sats are spendable again; if the request still reaches the mint, the next wallet start recovers its result` : what)
+    }
     const amount =
       op.kind === 'mint'
         ? op.amount
@@ -451,7 +582,7 @@ export class Wallet {
         if (!picked) {
           const t = totals(file)
           const inFlight = file.ops.some(
-            (op) => op.kind !== 'mint' && (this.running.has(op.id) || (op.owner.instance !== this.instance && ownerAlive(op.owner))),
+            (op) => op.kind !== 'mint' && !op.swapped && (this.running.has(op.id) || (op.owner.instance !== this.instance && ownerAlive(op.owner))),
           )
           if (inFlight && t.unspent + t.pending >= amount + fee && Date.now() < waitUntil) {
             outcome = 'wait'
@@ -495,7 +626,7 @@ export class Wallet {
     if (keep <= 0) throw new Error('the smallest proofs are worth less than the fee to merge them')
     const keyset = await this.mint.activeKeyset()
     const keys = await this.mint.keys(keyset.id)
-    const outputs = splitAmount(keep, keys).map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const }))
+    const outputs = splitAmount(keep, Object.keys(keys.keys)).map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const }))
     this.log(`merging ${small.length} small proofs before paying`)
     await this.runSwap({ purpose: 'split', inputs: small, outputs })
   }
@@ -504,7 +635,7 @@ export class Wallet {
     if (amount <= 0) return []
     const keyset = await this.mint.activeKeyset()
     const keys = await this.mint.keys(keyset.id)
-    return splitAmount(amount, keys).map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const }))
+    return splitAmount(amount, Object.keys(keys.keys)).map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const }))
   }
 
   /** Run `fn`, retrying when another process took the chosen proofs in between. */
@@ -541,7 +672,7 @@ export class Wallet {
       amount,
       request: quote.request,
       expiry: typeof quote.expiry === 'number' ? quote.expiry : null,
-      outputs: splitAmount(amount, keys).map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const })),
+      outputs: splitAmount(amount, Object.keys(keys.keys)).map((a) => ({ ...randomOutput(a, keyset.id), role: 'keep' as const })),
     }
     this.running.add(op.id)
     try {
@@ -575,7 +706,8 @@ export class Wallet {
     await this.hooks.beforeMintCall?.(op)
     let signatures: Array<SerializedBlindedSignature | undefined>
     try {
-      ;({ signatures } = await this.mint.api.mint({ quote: op.quote, outputs: serialize(op.outputs) }))
+      const res = await this.mint.api.mint({ quote: op.quote, outputs: serialize(op.outputs) })
+      signatures = op.outputs.map((_, i) => res.signatures[i])
     } catch (err) {
       // an earlier attempt may have minted these outputs and lost the answer
       const found = await this.mint.restore(serialize(op.outputs)).catch(() => new Map<string, SerializedBlindedSignature>())
@@ -587,6 +719,13 @@ export class Wallet {
     await this.hooks.afterMintCall?.(op)
     const proofs = await this.unblindAll(op.outputs, signatures)
     await this.store.update((d) => settle(d, op, proofs, { recovered: false }))
+    const owed = op.outputs.filter((_, i) => !proofs[i])
+    if (owed.length > 0) {
+      throw new Error(
+        `the mint issued quote ${op.quote} but returned only ${op.outputs.length - owed.length} of ${op.outputs.length} new proofs; ` +
+          `the other ${sumAmounts(owed)} sats stay pending and are asked for again on the next wallet start`,
+      )
+    }
   }
 
   /**
@@ -598,7 +737,9 @@ export class Wallet {
     assertAmount(amount)
     return this.retryOnConflict(async () => {
       const file = await this.store.refresh()
-      const pool = file.proofs.filter((p) => p.state === 'unspent' && p.proof.dleq).map((p) => p.proof)
+      // a retired swap may still spend these: they leave only through a swap, which would notice
+      const uncertain = new Set(file.retired.flatMap((r) => r.op.inputs))
+      const pool = file.proofs.filter((p) => p.state === 'unspent' && p.proof.dleq && !uncertain.has(p.proof.secret)).map((p) => p.proof)
       const exact = exactSubset(pool, amount)
       if (exact) {
         const token = encodeToken(this.mintUrl, exact, opts)
@@ -616,7 +757,7 @@ export class Wallet {
       const keyset = await this.mint.activeKeyset()
       const keys = await this.mint.keys(keyset.id)
       const outputs: JournalOutput[] = [
-        ...splitAmount(amount, keys).map((a) => ({ ...randomOutput(a, keyset.id), role: 'send' as const })),
+        ...splitAmount(amount, Object.keys(keys.keys)).map((a) => ({ ...randomOutput(a, keyset.id), role: 'send' as const })),
         ...(await this.keepOutputs(total - amount - fee)),
       ]
       let token = ''
@@ -662,15 +803,28 @@ export class Wallet {
       if (rec.state !== 'spent') throw new Error('this token holds proofs that are already in this wallet; nothing to receive')
       // spent by us as 'sent': taking back our own token is fine; the mint decides
     }
+    if (decoded.proofs.length > this.mint.maxBatch) {
+      throw new Error(`this token holds ${decoded.proofs.length} proofs; this wallet takes at most ${this.mint.maxBatch} per token (the mint's limit per request)`)
+    }
     const keysets = new Set((await this.mint.keysets()).map((k) => k.id))
     const unknown = decoded.proofs.find((p) => !keysets.has(p.id))
     if (unknown) throw new Error(`this token uses keyset ${unknown.id}, which mint ${this.mintUrl} does not list; it cannot be received here`)
+    for (const id of new Set(decoded.proofs.map((p) => p.id))) {
+      const keys = await this.mint.keys(id)
+      const odd = decoded.proofs.find((p) => p.id === id && !keys.keys[p.amount])
+      if (odd) throw new Error(`this token holds a proof of ${odd.amount} sats in keyset ${id}, which has no key for that amount; it is not genuine ecash`)
+    }
     const fee = await this.mint.inputFee(decoded.proofs)
     if (amount - fee <= 0) throw new Error(`this token is worth ${amount} sats, not more than the mint's fee of ${fee} to receive it`)
     const outputs = await this.keepOutputs(amount - fee)
     try {
       await this.runSwap({ purpose: 'receive', inputs: [], foreign: decoded.proofs, outputs, ...(decoded.memo ? { memo: decoded.memo } : {}) })
     } catch (err) {
+      // an earlier attempt whose answer was lost may have received it after all (see RetiredOp)
+      const index = indexBySecret(await this.store.refresh())
+      if (decoded.proofs.every((p) => index.get(p.secret)?.spentBy === 'received')) {
+        return { amount: amount - fee, fee, ...(decoded.memo ? { memo: decoded.memo } : {}) }
+      }
       if (/already spent|11001/i.test(String((err as Error).message))) {
         throw new Error('this token was already spent (received before by this or another wallet); the balance is unchanged')
       }
@@ -742,7 +896,7 @@ export class Wallet {
           this.log(`payment pending at the mint; ${total} sats stay pending until it settles`)
           return { paid: false, state: 'PENDING', amount: quote.amount, feePaid: 0 }
         }
-        const settled = await this.recoverOp(op).catch(() => false)
+        const settled = await this.recoverOp(op, { uncertain: false }).catch(() => false)
         throw new Error(
           `the mint could not pay the invoice; ${settled ? `your ${total} sats are spendable again` : `${total} sats stay pending and are settled on the next wallet start`}`,
         )
@@ -758,8 +912,9 @@ export class Wallet {
    */
   async addProofs(proofs: ReadonlyArray<Proof>): Promise<{ added: number; amount: number }> {
     for (const p of proofs) {
-      assertAmount(p.amount, 'proof amount')
-      if (typeof p.secret !== 'string' || typeof p.C !== 'string' || typeof p.id !== 'string') throw new Error('addProofs got a malformed proof')
+      const problem = proofAmountProblem(p.amount)
+      if (problem) throw new Error(`addProofs got a proof no mint issues (${problem}); nothing was added`)
+      if (typeof p.secret !== 'string' || typeof p.C !== 'string' || typeof p.id !== 'string') throw new Error('addProofs got a malformed proof; nothing was added')
     }
     return this.store.update((d) => {
       const index = indexBySecret(d)
@@ -817,7 +972,7 @@ export class Wallet {
         let count = Math.min(remaining, this.mint.maxBatch - 1)
         for (;;) {
           const sel = await this.selectInputs(count)
-          const change = splitAmount(sel.total - count - sel.fee, keys)
+          const change = splitAmount(sel.total - count - sel.fee, Object.keys(keys.keys))
           if (count + change.length > this.mint.maxBatch) {
             count = this.mint.maxBatch - change.length
             continue
