@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { stat, readFile, appendFile, writeFile } from 'node:fs/promises'
+import { stat, readFile, readdir, appendFile, copyFile, writeFile } from 'node:fs/promises'
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
@@ -10,7 +10,7 @@ import { verifyProofDleq } from '../src/payments/dleq.js'
 import { makeP2PKSecret, parseP2PKSecret, SchnorrSigner } from '../src/payments/p2pk.js'
 import { loadOrCreatePaymentKey, paymentKeyFromPrivkey } from '../src/payments/payment-key.js'
 import { MintKeyCache, deriveKeysetIdV00, normalizeMintUrl } from '../src/payments/mint-keys.js'
-import { ReceivedStore } from '../src/payments/received-store.js'
+import { ReceivedStore, RECEIVED_LOG_VERSION } from '../src/payments/received-store.js'
 import { TickVerifier } from '../src/payments/tick-verifier.js'
 import { startMint, type RunningMint } from '../src/devnet/mint.js'
 import { defaultMintVenv } from '../src/devnet/paths.js'
@@ -470,6 +470,41 @@ describe('received store crash recovery', () => {
     const again = await ReceivedStore.open(dir)
     expect(again.counts()).toMatchObject({ held: 0, redeemed: 6, pendingBatches: 0, retiredBatches: 0 })
     await again.close()
+  })
+
+  it('reads a version-1 log (fixture) and rewrites it as version 2 before appending anything newer', async () => {
+    const dir = await tmp()
+    const file = join(dir, 'received.jsonl')
+    await copyFile(new URL('./fixtures/received-v1.jsonl', import.meta.url), file)
+    const expected = { held: 2, redeeming: 1, redeemed: 3, lost: 1, pendingBatches: 1, retiredBatches: 0 }
+    const logs: string[] = []
+    const s = await ReceivedStore.open(dir, { log: (m) => logs.push(m) })
+    expect(s.counts()).toMatchObject(expected)
+    expect(s.held().map((e) => e.proof?.secret).sort()).toEqual(['v1-fixture-secret-2', 'v1-fixture-secret-4'])
+    expect(s.pendingRedeems().map((j) => [j.batchId, j.ys.length, j.outputs[0]?.secret])).toEqual([['b3', 1, 'b3-out']])
+    const replay = { amount: 1, id: '00ad268c4d1f5826', secret: 'v1-fixture-secret-0', C: '02' + '11'.repeat(32) }
+    expect(await s.accept('again', replay, 'http://127.0.0.1:3338')).toMatchObject({ ok: false, code: 'replayed' })
+    expect(RECEIVED_LOG_VERSION).toBe(2)
+    expect(JSON.parse((await readFile(file, 'utf8')).split('\n')[0]!)).toMatchObject({ t: 'hdr', v: 2 })
+    expect(logs.join('\n')).toMatch(/upgraded from version 1 to 2/)
+    // a version-2 record, then a restart: all still there
+    await s.abortRedeem('b3', [], { keepOutputs: true })
+    await s.close()
+    const r = await ReceivedStore.open(dir)
+    expect(r.counts()).toMatchObject({ ...expected, held: 3, redeeming: 0, pendingBatches: 0, retiredBatches: 1 })
+    await r.close()
+  })
+
+  it('refuses a log written by a newer dvm-agent, saying to upgrade, and leaves it untouched', async () => {
+    const dir = await tmp()
+    const file = join(dir, 'received.jsonl')
+    const text = '{"t":"hdr","v":3,"created":1}\n{"t":"acc","y":"02aa","sid":"s","mint":"http://m","at":1,"p":{"amount":1,"id":"00aa","secret":"x","C":"02"}}\n{"t":"new-kind","at":2}\n'
+    await writeFile(file, text)
+    await expect(ReceivedStore.open(dir)).rejects.toThrow(/written by a newer dvm-agent \(log version 3; this one reads versions 1 to 2\); it was left untouched: upgrade dvm-agent/)
+    expect(await readFile(file, 'utf8')).toBe(text)
+    expect(await readdir(dir)).toEqual(['received.jsonl']) // nothing cut aside as "corrupt"
+    await writeFile(file, '{"t":"hdr","v":"2"}\n')
+    await expect(ReceivedStore.open(dir)).rejects.toThrow(/not a dvm-agent received-proof log .* left untouched/)
   })
 
   it('group-commits concurrent accepts into few fsyncs', async () => {

@@ -319,60 +319,67 @@ describe('crash recovery', () => {
   })
 })
 
-describe('a flaky connection to the mint', () => {
-  type Mode = 'pass' | 'lose-swap-answer' | 'hold-swap' | 'down'
-  interface FlakyMint {
-    url: string
-    mode: { value: Mode }
-    /** drop this many signatures from each NUT-09 restore answer */
-    trimRestore: { value: number }
-    /** deliver the swap request held back in 'hold-swap' mode */
-    landHeld: () => Promise<void>
-  }
-  /**
-   * An HTTP relay to the devnet mint that can drop the swap answer (after the
-   * mint acted), hold a swap back (the wallet times out; it reaches the mint
-   * only on landHeld()), trim restore answers, or refuse everything.
-   */
-  async function flakyMint(): Promise<FlakyMint> {
-    const mode = { value: 'pass' as Mode }
-    const trimRestore = { value: 0 }
-    let held: Buffer | undefined
-    const server = createServer(async (req, res) => {
-      if (mode.value === 'down') return void req.socket.destroy()
-      const chunks: Buffer[] = []
-      for await (const c of req) chunks.push(c as Buffer)
-      if (mode.value === 'hold-swap' && req.url === '/v1/swap' && !held) {
-        // one at a time, until landHeld()
-        held = Buffer.concat(chunks)
-        return // no answer: the wallet gives up waiting
-      }
-      const upstream = await fetch(mintUrl() + req.url, {
-        method: req.method,
-        headers: { 'content-type': 'application/json' },
-        ...(req.method === 'POST' ? { body: Buffer.concat(chunks) } : {}),
-      })
-      let body = Buffer.from(await upstream.arrayBuffer())
-      if (mode.value === 'lose-swap-answer' && req.url === '/v1/swap') return void req.socket.destroy()
-      if (trimRestore.value > 0 && req.url === '/v1/restore') {
-        const r = JSON.parse(body.toString()) as { outputs: unknown[]; signatures: unknown[]; promises?: unknown[] }
-        const n = trimRestore.value
-        body = Buffer.from(JSON.stringify({ outputs: r.outputs.slice(n), signatures: r.signatures.slice(n), ...(r.promises ? { promises: r.promises.slice(n) } : {}) }))
-      }
-      res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(body)
-    })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    cleanups.push(() => new Promise((r) => server.close(r)))
-    cleanups.push(() => server.closeAllConnections())
-    const landHeld = async () => {
-      if (!held) throw new Error('no swap was held back')
-      const r = await fetch(mintUrl() + '/v1/swap', { method: 'POST', headers: { 'content-type': 'application/json' }, body: held })
-      held = undefined
-      expect(r.status).toBe(200)
-    }
-    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, mode, trimRestore, landHeld }
-  }
+type Mode = 'pass' | 'lose-swap-answer' | 'hold-swap' | 'hold-melt' | 'unpaid-quotes' | 'down'
+interface FlakyMint {
+  url: string
+  mode: { value: Mode }
+  /** drop this many signatures from each NUT-09 restore answer */
+  trimRestore: { value: number }
+  /** deliver the request held back in a 'hold-…' mode */
+  landHeld: () => Promise<void>
+}
+/** the request each 'hold-…' mode holds back */
+const HELD: Partial<Record<Mode, string>> = { 'hold-swap': '/v1/swap', 'hold-melt': '/v1/melt/bolt11' }
 
+/**
+ * An HTTP relay to the devnet mint that can drop the swap answer (after the
+ * mint acted), hold a swap or melt back (the wallet times out; it reaches the
+ * mint only on landHeld()), report every mint quote unpaid (a payer who has not
+ * paid yet), trim restore answers, or refuse everything.
+ */
+async function flakyMint(): Promise<FlakyMint> {
+  const mode = { value: 'pass' as Mode }
+  const trimRestore = { value: 0 }
+  let held: { url: string; body: Buffer } | undefined
+  const server = createServer(async (req, res) => {
+    if (mode.value === 'down') return void req.socket.destroy()
+    const chunks: Buffer[] = []
+    for await (const c of req) chunks.push(c as Buffer)
+    if (HELD[mode.value] === req.url && !held) {
+      // one at a time, until landHeld()
+      held = { url: req.url!, body: Buffer.concat(chunks) }
+      return // no answer: the wallet gives up waiting
+    }
+    const upstream = await fetch(mintUrl() + req.url, {
+      method: req.method,
+      headers: { 'content-type': 'application/json' },
+      ...(req.method === 'POST' ? { body: Buffer.concat(chunks) } : {}),
+    })
+    let body = Buffer.from(await upstream.arrayBuffer())
+    if (mode.value === 'lose-swap-answer' && req.url === '/v1/swap') return void req.socket.destroy()
+    if (mode.value === 'unpaid-quotes' && req.url?.startsWith('/v1/mint/quote/bolt11') && upstream.ok) {
+      body = Buffer.from(JSON.stringify({ ...(JSON.parse(body.toString()) as object), state: 'UNPAID', paid: false }))
+    }
+    if (trimRestore.value > 0 && req.url === '/v1/restore') {
+      const r = JSON.parse(body.toString()) as { outputs: unknown[]; signatures: unknown[]; promises?: unknown[] }
+      const n = trimRestore.value
+      body = Buffer.from(JSON.stringify({ outputs: r.outputs.slice(n), signatures: r.signatures.slice(n), ...(r.promises ? { promises: r.promises.slice(n) } : {}) }))
+    }
+    res.writeHead(upstream.status, { 'content-type': 'application/json' }).end(body)
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  cleanups.push(() => new Promise((r) => server.close(r)))
+  cleanups.push(() => server.closeAllConnections())
+  const landHeld = async () => {
+    if (!held) throw new Error('no request was held back')
+    const r = await fetch(mintUrl() + held.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: held.body })
+    held = undefined
+    expect(r.status).toBe(200)
+  }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, mode, trimRestore, landHeld }
+}
+
+describe('a flaky connection to the mint', () => {
   it('a lock swap whose answer is lost still returns its proofs (NUT-09 restore)', async () => {
     const mint = await flakyMint()
     const w = new Wallet({ dataDir: tempDir(), mintUrl: mint.url })
@@ -453,6 +460,29 @@ describe('a flaky connection to the mint', () => {
     await v.recover()
     expect(readStore(v.dataDir, mint.url).retired).toHaveLength(0)
     expect(await v.balance()).toEqual({ balance: 30, pending: 0, locked: 0 })
+  })
+
+  it('fund stops waiting for an unpaid invoice when its signal aborts; the quote stays journaled and is minted once paid', async () => {
+    const mint = await flakyMint()
+    const dir = tempDir()
+    const w = new Wallet({ dataDir: dir, mintUrl: mint.url })
+    await w.load()
+    mint.mode.value = 'unpaid-quotes' // nobody has paid yet
+    const ac = new AbortController()
+    const started = Date.now()
+    // a long poll interval: only an abort that cuts the wait short ends this quickly
+    const funding = w.fund(16, { pollMs: 60_000, signal: ac.signal, onInvoice: () => void setTimeout(() => ac.abort(), 100) })
+    await expect(funding).rejects.toMatchObject({ name: 'AbortError', message: expect.stringMatching(/^stopped waiting for the invoice \(aborted by the caller\); quote \S+ is kept/) })
+    expect(Date.now() - started).toBeLessThan(5_000)
+    expect(readStore(dir, mint.url).ops.map((op) => op.kind)).toEqual(['mint'])
+    expect(await w.balance()).toEqual({ balance: 0, pending: 0, locked: 0 })
+    // the invoice is paid after all (FakeWallet did): the next recovery mints it
+    mint.mode.value = 'pass'
+    expect(await w.recover()).toEqual({ resolved: 1, unsettled: 0 })
+    expect(await w.balance()).toEqual({ balance: 16, pending: 0, locked: 0 })
+    // aborted before it starts: the mint is not even asked for an invoice
+    await expect(w.fund(8, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError', message: expect.stringMatching(/nothing was created/) })
+    expect(readStore(dir, mint.url).ops).toHaveLength(0)
   })
 
   it('a partial NUT-09 restore settles what came back and keeps the rest pending until the mint returns it', async () => {
@@ -540,6 +570,58 @@ describe('melt and fees', () => {
     expect(fee).toBeGreaterThanOrEqual(0)
     expect(melt.json.balance).toBe(100 - 21 - fee)
     expect((await cli(dir, ['balance'])).json).toMatchObject({ balance: 100 - 21 - fee, pending: 0 })
+  })
+
+  it('a melt whose answer is lost while its quote reads UNPAID keeps its change outputs; if it lands, the inputs are spent and the change restored', async () => {
+    const mint = await flakyMint()
+    const invoice = async (sats: number) => (await new CashuMint(feeMint.url).createMintQuote({ unit: 'sat', amount: sats })).request
+    const heldMelt = async (w: Wallet, request: string) => {
+      mint.mode.value = 'hold-melt'
+      await expect(w.melt(request)).rejects.toThrow(/no answer within[\s\S]*invoice has not been paid so far and your sats are spendable again/)
+      mint.mode.value = 'pass'
+      expect(readStore(w.dataDir, mint.url).retired.map((r) => r.op.kind)).toEqual(['melt'])
+      expect(await w.balance()).toEqual({ balance: 30, pending: 0, locked: 0 })
+    }
+    const other = new Wallet({ dataDir: tempDir(), mintUrl: mint.url })
+    await other.load()
+
+    // the late melt paid the invoice: paying it again settles that melt instead of paying twice
+    const a = new Wallet({ dataDir: tempDir(), mintUrl: mint.url, meltTimeoutMs: 1500 })
+    await a.load()
+    await a.fund(30, { pollMs: 50 }) // 16 + 8 + 4 + 2; 5 sats + fee reserve take the 8
+    const inv = await invoice(5)
+    await heldMelt(a, inv)
+    await mint.landHeld()
+    const again = await a.melt(inv)
+    expect(again).toMatchObject({ paid: true, state: 'PAID', amount: 5 })
+    const left = 30 - 5 - again.feePaid
+    expect(left).toBeGreaterThan(22) // more than the untouched 16 + 4 + 2: the change came back
+    expect(await a.balance()).toEqual({ balance: left, pending: 0, locked: 0 })
+    expect(readStore(a.dataDir, mint.url).retired).toHaveLength(0)
+    expect(await other.receive(await a.send(left))).toMatchObject({ amount: left }) // every sat it counts is real
+
+    // the late melt's inputs turn up spent when a send picks them: the melt is settled, the send planned again
+    const b = new Wallet({ dataDir: tempDir(), mintUrl: mint.url, meltTimeoutMs: 1500 })
+    await b.load()
+    await b.fund(30, { pollMs: 50 })
+    await heldMelt(b, await invoice(5))
+    await mint.landHeld()
+    expect(await other.receive(await b.send(8))).toMatchObject({ amount: 8 })
+    expect(await b.balance()).toEqual({ balance: left - 8, pending: 0, locked: 0 })
+    expect(readStore(b.dataDir, mint.url).retired).toHaveLength(0)
+    expect(await other.receive(await b.send(left - 8))).toMatchObject({ amount: left - 8 })
+
+    // a melt that never lands: kept while within the grace, forgotten after it once its inputs are unspent
+    const c = new Wallet({ dataDir: tempDir(), mintUrl: mint.url, meltTimeoutMs: 1500, retiredGraceMs: 60_000 })
+    await c.load()
+    await c.fund(30, { pollMs: 50 })
+    await heldMelt(c, await invoice(5))
+    expect(await c.recover()).toEqual({ resolved: 0, unsettled: 0 })
+    expect(readStore(c.dataDir, mint.url).retired).toHaveLength(1)
+    const c2 = new Wallet({ dataDir: c.dataDir, mintUrl: mint.url, retiredGraceMs: 0 })
+    await c2.load()
+    expect(readStore(c.dataDir, mint.url).retired).toHaveLength(0)
+    expect(await c2.balance()).toEqual({ balance: 30, pending: 0, locked: 0 })
   })
 
   it('refuses to lock 1-sat proofs at a mint with input fees, and pays fees on ordinary swaps', async () => {

@@ -4,7 +4,8 @@
 export { Wallet } from './wallet.js'
 export type { Balance, FundOptions, FundResult, LockForPayeeOptions, LockedProof, MeltResult, ReceiveResult, ReclaimResult, RecoveryReport, WalletHooks, WalletOptions } from './wallet.js'
 export { ProofStore, listWalletMints, storePath } from './proof-store.js'
-export type { LockInfo, Operation, ProofState, RetiredOp, SentToken, SpentReason, WalletFile } from './proof-store.js'
+export type { LockInfo, Operation, ProofState, RetirableOp, RetiredOp, SentToken, SpentReason, WalletFile } from './proof-store.js'
+export { WaitAborted } from './quote-wait.js'
 export { decodeToken, encodeToken, sumAmounts, MAX_TOKEN_CHARS, MAX_TOKEN_PROOFS } from './token.js'
 export { normalizeMintUrl, sameMint } from './mint-url.js'
 /** @deprecated the same function as normalizeMintUrl (there is one normalisation now) */
@@ -35,7 +36,7 @@ export {
 export type { P2PKLock, P2PKSecret, P2PKParse, SigFlag } from './p2pk.js'
 export { MintKeyCache, deriveKeysetIdV00, MINT_KEYS_FILE } from './mint-keys.js'
 export type { KeysetInfo, KeysetLookup, KeysetRefusalCode, MintKeyCacheOptions, MintRecord, MintSyncResult } from './mint-keys.js'
-export { ReceivedStore, RECEIVED_LOG_FILE } from './received-store.js'
+export { ReceivedStore, RECEIVED_LOG_FILE, RECEIVED_LOG_VERSION } from './received-store.js'
 export type { AcceptResult, JournalOutput, ReceivedEntry, ReceivedState, ReceivedStoreOptions, RedeemJournal, RetiredRedeem, StoreCounts, StoredProof } from './received-store.js'
 export { TickVerifier } from './tick-verifier.js'
 export type { TickRefusalCode, TickVerdict, TickVerifierOptions } from './tick-verifier.js'

@@ -115,15 +115,19 @@ export interface MeltOp extends OperationBase {
 
 export type Operation = SwapOp | MintOp | MeltOp
 
+/** Operations that can be retired: those that spend inputs and carry our outputs. */
+export type RetirableOp = SwapOp | MeltOp
+
 /**
- * A swap the wallet undid although its request may have reached the mint (it
- * timed out, the connection dropped, the process died): if the mint carries it
- * out later, its inputs turn up spent and these outputs hold the new proofs.
- * Forgotten once its inputs are spent by a settled operation of ours (then it
- * can never happen), or found unspent at a recovery after a grace period.
+ * A swap or melt the wallet undid although its request may have reached the
+ * mint (it timed out, the connection dropped, the process died): if the mint
+ * carries it out later, its inputs turn up spent and these outputs hold the new
+ * proofs (a melt's: its change, NUT-08). Forgotten once its inputs are spent by
+ * a settled operation of ours (then it can never happen), or found unspent at
+ * a recovery after a grace period.
  */
 export interface RetiredOp {
-  op: SwapOp
+  op: RetirableOp
   retiredAt: number
 }
 

@@ -8,7 +8,7 @@
  *
  * On disk: one append-only JSON-lines log, `<dataDir>/received.jsonl`, mode
  * 0600. Every line is one record (`t` says which):
- *   {"t":"hdr","v":1,"created":<ms>}                            first line
+ *   {"t":"hdr","v":2,"created":<ms>}                            first line (see "Versions")
  *   {"t":"acc","y","sid","mint","lt"?,"at","p":{proof}}          accepted → held
  *   {"t":"beg","b","mint","ys":[…],"out":[…],"at"}               redeem journal: held → redeeming
  *   {"t":"fin","b","at"}                                         batch redeemed
@@ -29,6 +29,14 @@
  * traced to it and its proofs recovered. A batch that finishes, or marks lost,
  * any of a retired batch's inputs makes it impossible (the mint takes each
  * input once), so the retired batch is forgotten then.
+ *
+ * Versions: 1 had `acc`, `beg`, `fin`, `abt` (without `keep`) and `st`; 2 adds
+ * retired batches and partial restores (`abt` with `keep`, `prt`, `fgt`, `ret`,
+ * `beg` with `sw`). A build that reads only version 1 would take those lines
+ * for damage (or cut them as a torn tail), so they are written only under a
+ * version-2 header: version-1 logs are rewritten as version 2 at open, and an
+ * older build then refuses the log with "upgrade dvm-agent" instead. This
+ * build refuses logs of later versions the same way, leaving them untouched.
  *
  * Throughput: accepts are group-committed — while one write+fdatasync is in
  * flight, new records queue up and go out together in the next one — so the
@@ -129,7 +137,9 @@ export interface ReceivedStoreOptions {
 }
 
 export const RECEIVED_LOG_FILE = 'received.jsonl'
-const LOG_VERSION = 1
+/** The version this build writes; it reads every version from 1 up to this one. */
+export const RECEIVED_LOG_VERSION = 2
+const LOG_VERSION = RECEIVED_LOG_VERSION
 
 interface Pending {
   line: string
@@ -168,6 +178,8 @@ export class ReceivedStore {
   /** Finished entries past locktime + grace, as of the last scan (a snapshot drops them). */
   #prunable = 0
   #lastPruneScan = 0
+  /** version of the log as found at open (rewritten as LOG_VERSION when older) */
+  #foundVersion = LOG_VERSION
 
   private constructor(file: string, opts: ReceivedStoreOptions) {
     this.file = file
@@ -627,7 +639,11 @@ export class ReceivedStore {
       lineCount = 1
     }
     this.#lines = lineCount
-    if (this.#shouldCompact()) await this.#compact()
+    if (this.#foundVersion < LOG_VERSION) {
+      // before anything newer than that version is appended (see "Versions")
+      await this.#compact()
+      this.#opts.log?.(`received-proof log ${this.file} upgraded from version ${this.#foundVersion} to ${LOG_VERSION}; dvm-agent builds older than this one no longer read it`)
+    } else if (this.#shouldCompact()) await this.#compact()
     else this.#fh = await open(this.file, 'a', 0o600)
   }
 
@@ -640,8 +656,16 @@ export class ReceivedStore {
       return false
     }
     if (index === 0) {
-      if (rec?.t !== 'hdr') throw new Error(`${this.file} is not a dvm-agent received-proof log (no header line); move it away`)
-      if (rec.v !== LOG_VERSION) throw new Error(`${this.file} has log version ${rec.v}; this dvm-agent reads version ${LOG_VERSION} — upgrade dvm-agent`)
+      if (rec?.t !== 'hdr' || !Number.isSafeInteger(rec.v) || rec.v < 1) {
+        throw new Error(`${this.file} is not a dvm-agent received-proof log (no valid header line); it was left untouched: move it away`)
+      }
+      if (rec.v > LOG_VERSION) {
+        throw new Error(
+          `${this.file} was written by a newer dvm-agent (log version ${rec.v}; this one reads versions 1 to ${LOG_VERSION}); ` +
+            'it was left untouched: upgrade dvm-agent to use it',
+        )
+      }
+      this.#foundVersion = rec.v
       return true
     }
     return this.#replay(rec)

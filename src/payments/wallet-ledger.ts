@@ -1,12 +1,12 @@
 /**
  * The wallet's bookkeeping on a proof-store draft: journal an operation, settle
  * it from the mint's answer, or revert it (keeping its outputs as a retired
- * swap when the mint may still carry it out). Pure functions on the in-memory
+ * swap or melt when the mint may still carry it out). Pure functions on the in-memory
  * file, always run inside ProofStore.update so each is one atomic, durable
  * write. Also input selection, which only looks at proofs.
  */
 import type { Proof } from '@cashu/cashu-ts'
-import type { JournalOutput, Operation, ProofState, SpentReason, StoredProof, SwapOp, WalletFile } from './proof-store.js'
+import type { JournalOutput, Operation, ProofState, RetirableOp, SpentReason, StoredProof, WalletFile } from './proof-store.js'
 
 /** Raised when another process changed the store between planning and journaling. */
 export class StoreConflict extends Error {}
@@ -80,7 +80,7 @@ export function spentSecrets(op: Operation): string[] {
   return op.kind === 'swap' ? [...op.inputs, ...op.foreign.map((p) => p.secret)] : op.inputs
 }
 
-/** Retired swaps spending any of `secrets` can no longer happen: the mint takes each input once. */
+/** Retired operations spending any of `secrets` can no longer happen: the mint takes each input once. */
 function dropRetiredSpending(d: WalletFile, secrets: ReadonlySet<string>, id?: string): void {
   if (d.retired.length === 0) return
   d.retired = d.retired.filter((r) => r.op.id !== id && !spentSecrets(r.op).some((s) => secrets.has(s)))
@@ -162,12 +162,12 @@ export function revert(d: WalletFile, op: Operation, spentElsewhere: ReadonlySet
   }
   d.ops = d.ops.filter((x) => x.id !== op.id)
   dropRetiredSpending(d, spentElsewhere)
-  if (opts.retire && op.kind === 'swap' && !d.retired.some((r) => r.op.id === op.id)) {
-    d.retired.push({ op: { ...op, outputs: op.outputs.map((o) => ({ ...o })) } as SwapOp, retiredAt: now })
+  if (opts.retire && op.kind !== 'mint' && !d.retired.some((r) => r.op.id === op.id)) {
+    d.retired.push({ op: { ...op, outputs: op.outputs.map((o) => ({ ...o })) } as RetirableOp, retiredAt: now })
   }
 }
 
-/** Forget a retired swap: it can no longer happen. */
+/** Forget a retired swap or melt: it can no longer happen. */
 export function forgetRetired(d: WalletFile, id: string): void {
   d.retired = d.retired.filter((r) => r.op.id !== id)
 }

@@ -10,10 +10,11 @@
  * operation and settles it from what the mint knows: NUT-09 restore returns
  * signatures it already made on our outputs, NUT-07 tells whether our inputs
  * were spent, NUT-04/05 quote state tells where a mint or melt stands.
- * A swap undone while its request may still reach the mint (a timeout, a
- * crash) keeps its outputs as "retired" until that can no longer happen, so a
- * late landing is recovered too (see RetiredOp in proof-store.ts). A partial
- * restore settles what came back and keeps the rest owed (`swapped`).
+ * A swap or melt undone while its request may still reach the mint (a
+ * timeout, a crash) keeps its outputs as "retired" until that can no longer
+ * happen, so a late landing is recovered too: a swap's new proofs, a melt's
+ * change (see RetiredOp in proof-store.ts). A partial restore settles what
+ * came back and keeps the rest owed (`swapped`).
  *
  * Input fees (NUT-02) are paid where the wallet spends proofs. For 1-sat
  * locking the wallet refuses keysets with input_fee_ppk > 0: each tick would
@@ -43,6 +44,7 @@ import {
   type Operation,
   type OpOwner,
   type ProofState,
+  type RetirableOp,
   type StoredProof,
   type SwapOp,
   type SwapPurpose,
@@ -55,6 +57,7 @@ import { decodeToken, encodeToken, sumAmounts } from './token.js'
 import { normalizeMintUrl, sameMint } from './mint-url.js'
 import { proofAmountProblem, splitAmount } from './amounts.js'
 import { MintConnection, MintUnreachableError, describeMintError, isRejection } from './wallet-mint.js'
+import { WaitAborted, abortReason, waitWhileUnpaid } from './quote-wait.js'
 
 export interface WalletHooks {
   /** called after the journal is on disk, just before the request goes to the mint */
@@ -72,7 +75,7 @@ export interface WalletOptions {
   meltTimeoutMs?: number
   /** most inputs or outputs per mint request; default 1000 (nutshell's MINT_MAX_REQUEST_LENGTH) */
   maxBatch?: number
-  /** how long a swap undone after a timeout keeps its outputs while its inputs stay unspent; default 10 min */
+  /** how long a swap or melt undone after a timeout keeps its outputs while its inputs stay unspent; default 10 min */
   retiredGraceMs?: number
   /** progress and recovery notes for humans; default: silent */
   log?: (message: string) => void
@@ -96,6 +99,13 @@ export interface FundOptions {
   timeoutMs?: number
   /** quote polling interval; default 1 s */
   pollMs?: number
+  /**
+   * Stops the wait for the invoice to be paid (rejects with an AbortError). The
+   * quote stays journaled, so a payment made later is still minted by the next
+   * recovery (`load()`/`recover()`, e.g. the next wallet command). Once the
+   * quote is seen paid, minting goes on regardless: that is money arriving.
+   */
+  signal?: AbortSignal
 }
 
 export interface FundResult {
@@ -198,7 +208,7 @@ export class Wallet {
   private readonly log: (message: string) => void
   private readonly hooks: WalletHooks
   private readonly retiredGraceMs: number
-  /** retired swaps found carried out so far (tells a failed request that its inputs are accounted for) */
+  /** retired operations found carried out so far (tells a failed request that its inputs are accounted for) */
   private retiredRecovered = 0
   private storeRef?: ProofStore
 
@@ -290,7 +300,7 @@ export class Wallet {
     }
     if (!unreachable) {
       await this.reviewRetired(report).catch((err: unknown) => {
-        this.log(`could not check swaps that timed out earlier: ${describeMintError(err)}; checked again on the next start`)
+        this.log(`could not check operations that timed out earlier: ${describeMintError(err)}; checked again on the next start`)
       })
     }
     return report
@@ -303,7 +313,7 @@ export class Wallet {
    */
   private async recoverOp(op: Operation, opts: { uncertain: boolean }): Promise<boolean> {
     if (op.kind === 'mint') return this.recoverMint(op)
-    if (op.kind === 'melt') return this.recoverMelt(op)
+    if (op.kind === 'melt') return this.recoverMelt(op, opts.uncertain)
     return this.recoverSwap(op, opts.uncertain)
   }
 
@@ -398,9 +408,9 @@ export class Wallet {
   }
 
   /**
-   * Retired swaps (see RetiredOp) that no running operation is using: settle
-   * those the mint carried out after all, forget those that can no longer
-   * happen, and those whose inputs are still unspent once the grace is over.
+   * Retired swaps and melts (see RetiredOp) that no running operation is
+   * using: settle those the mint carried out after all, forget those that can
+   * no longer happen, and those whose inputs are still unspent once the grace is over.
    */
   private async reviewRetired(report: RecoveryReport): Promise<void> {
     const file = await this.store.refresh()
@@ -410,7 +420,12 @@ export class Wallet {
       const states = [...(await this.mint.states(spentSecrets(r.op))).values()]
       if (states.includes('PENDING')) continue
       if (states.includes('SPENT')) {
-        if (await this.settleRetired(r.op)) report.resolved++
+        try {
+          if (await this.settleRetired(r.op)) report.resolved++
+        } catch (err) {
+          // e.g. a melt still being paid: the others are independent of it
+          this.log(`could not settle ${describeOp(r.op)}, undone after a timeout, yet: ${describeMintError(err)}; checked again on the next start`)
+        }
       } else if (Date.now() - r.retiredAt >= this.retiredGraceMs) {
         await this.store.update((d) => forgetRetired(d, r.op.id))
       }
@@ -418,10 +433,12 @@ export class Wallet {
   }
 
   /**
-   * A retired swap whose inputs are spent: if the mint signed its outputs it
-   * happened after all, and its proofs are taken in; otherwise it never can.
+   * A retired operation whose inputs are spent: if the mint carried it out
+   * after all, take in its result (true); otherwise it never can, and is
+   * forgotten (false). Throws while the outcome is still open (a melt being paid).
    */
-  private async settleRetired(op: SwapOp): Promise<boolean> {
+  private async settleRetired(op: RetirableOp): Promise<boolean> {
+    if (op.kind === 'melt') return this.settleRetiredMelt(op)
     const sigs = await this.mint.restore(serialize(op.outputs))
     if (sigs.size === 0) {
       await this.store.update((d) => forgetRetired(d, op.id))
@@ -433,7 +450,60 @@ export class Wallet {
     return true
   }
 
-  /** Settle the retired swaps that spend any of `spent`; returns the secrets they account for. */
+  /**
+   * A melt's change outputs may all be left unsigned (nothing to give back),
+   * so the quote, not the restore, says whether it happened; signed change
+   * says so too (the quote may lag behind the inputs being spent).
+   */
+  private async settleRetiredMelt(op: MeltOp): Promise<boolean> {
+    const quote = await this.mint.api.checkMeltQuote(op.quote)
+    if (quote.state === MeltQuoteState.PENDING) throw new Error(`melt ${op.quote} is still being paid at the mint`)
+    const sigs = await this.mint.restore(serialize(op.outputs))
+    if (quote.state !== MeltQuoteState.PAID && sigs.size === 0) {
+      await this.store.update((d) => forgetRetired(d, op.id))
+      return false
+    }
+    await this.takeInRetiredMelt(op, sigs)
+    return true
+  }
+
+  /** Settle a retired melt that paid: inputs spent, change in. Returns the change in sats. */
+  private async takeInRetiredMelt(op: MeltOp, sigs: Map<string, SerializedBlindedSignature>): Promise<number> {
+    this.retiredRecovered++
+    const change = await this.unblindAll(op.outputs, sigs)
+    await this.store.update((d) => settle(d, op, change, { recovered: true }))
+    const sats = sumAmounts(change.filter((p): p is Proof => !!p))
+    this.log(`melt ${op.quote}, undone after its request timed out, did reach the mint and paid the invoice; its ${op.inputs.length} input(s) are spent and ${sats} sats of change recovered`)
+    return sats
+  }
+
+  /**
+   * An earlier melt of this invoice that timed out (retired) may have paid it
+   * after all: then it is settled and reported, so the invoice is not paid
+   * twice. Refuses while that melt is still being paid. Undefined otherwise.
+   */
+  private async earlierMeltOf(request: string): Promise<MeltResult | undefined> {
+    const file = await this.store.refresh()
+    const op = file.retired.map((r) => r.op).find((o): o is MeltOp => o.kind === 'melt' && o.request === request)
+    if (!op) return undefined
+    const quote = await this.mint.api.checkMeltQuote(op.quote)
+    if (quote.state === MeltQuoteState.PENDING) {
+      throw new Error(`an earlier attempt to pay this invoice (quote ${op.quote}) is being paid at the mint right now; nothing more was paid: check the balance in a while`)
+    }
+    if (quote.state !== MeltQuoteState.PAID) return undefined
+    const index = indexBySecret(file)
+    const spent = sumAmounts(op.inputs.map((s) => index.get(s)?.proof).filter((p): p is Proof => !!p))
+    const change = await this.takeInRetiredMelt(op, await this.mint.restore(serialize(op.outputs)))
+    return {
+      paid: true,
+      state: 'PAID',
+      ...(quote.payment_preimage ? { preimage: quote.payment_preimage } : {}),
+      amount: op.amount,
+      feePaid: Math.max(0, spent - op.amount - change),
+    }
+  }
+
+  /** Settle the retired operations that spend any of `spent`; returns the secrets they account for. */
   private async recoverRetiredSpending(spent: ReadonlySet<string>): Promise<Set<string>> {
     const accounted = new Set<string>()
     const { retired } = await this.store.refresh()
@@ -443,7 +513,12 @@ export class Wallet {
     return accounted
   }
 
-  private async recoverMelt(op: MeltOp): Promise<boolean> {
+  /**
+   * `uncertain`: the melt request may still reach the mint, so an unpaid melt
+   * is retired (its change outputs kept) rather than forgotten: if the mint
+   * pays the invoice later, the change is restored and the inputs marked spent.
+   */
+  private async recoverMelt(op: MeltOp, uncertain: boolean): Promise<boolean> {
     const quote = await this.mint.api.checkMeltQuote(op.quote)
     if (quote.state === MeltQuoteState.PENDING) return false
     if (quote.state === MeltQuoteState.PAID) {
@@ -456,8 +531,26 @@ export class Wallet {
     const states = await this.mint.states(op.inputs)
     if ([...states.values()].includes('PENDING')) return false
     const spent = new Set(op.inputs.filter((s) => states.get(s) === 'SPENT'))
-    await this.store.update((d) => revert(d, op, spent))
-    this.log(`melt ${op.quote} was not paid; its inputs are spendable again`)
+    let accounted = 0
+    if (spent.size > 0) {
+      // it may have been paid between the quote check and the state check
+      if (uncertain && (await this.mint.api.checkMeltQuote(op.quote)).state !== MeltQuoteState.UNPAID) return this.recoverMelt(op, false)
+      // spent by an earlier attempt whose answer was lost?
+      for (const s of await this.recoverRetiredSpending(spent)) {
+        spent.delete(s)
+        accounted++
+      }
+    }
+    // with any input spent, this melt can never happen any more
+    const retire = uncertain && spent.size === 0 && accounted === 0
+    await this.store.update((d) => revert(d, op, spent, { retire }))
+    this.log(
+      spent.size > 0
+        ? `melt ${op.quote} was not paid; ${spent.size} of its inputs were spent elsewhere, the rest are spendable again`
+        : retire
+          ? `melt ${op.quote} has not been paid so far; its inputs are spendable again (its change outputs are kept in case the request still arrives)`
+          : `melt ${op.quote} was not paid; its inputs are spendable again`,
+    )
     return true
   }
 
@@ -552,7 +645,13 @@ export class Wallet {
     if (this.retiredRecovered > recoveredBefore) return new StoreConflict(`${what}; an earlier attempt had spent these proofs and was recovered`)
     if (settled) {
       const retired = this.store.data.retired.some((r) => r.op.id === op.id)
-      return new Error(retired ? `${what}. Your sats are spendable again; if the request still reaches the mint, the next wallet start recovers its result` : what)
+      if (!retired) return new Error(what)
+      return new Error(
+        op.kind === 'melt'
+          ? `${what}. The invoice has not been paid so far and your sats are spendable again; if the request still reaches the mint and it pays, ` +
+              `a later wallet start marks those sats spent and takes back the change`
+          : `${what}. Your sats are spendable again; if the request still reaches the mint, the next wallet start recovers its result`,
+      )
     }
     const amount =
       op.kind === 'mint'
@@ -652,12 +751,15 @@ export class Wallet {
   // ------------------------------------------------------------- public ops
 
   /**
-   * NUT-04: ask for a quote, show the invoice, wait (bounded) for it to be paid,
-   * mint. The quote and its outputs are journaled first, so an invoice paid
-   * after a crash or a timeout is still minted by the next load().
+   * NUT-04: ask for a quote, show the invoice, wait (bounded, abortable) for it
+   * to be paid, mint. The quote and its outputs are journaled first, so an
+   * invoice paid after a crash, a timeout or an abort is still minted by the
+   * next load().
    */
   async fund(amount: number, opts: FundOptions = {}): Promise<FundResult> {
     assertAmount(amount)
+    const { signal } = opts
+    if (signal?.aborted) throw new WaitAborted(`fund stopped before asking the mint for an invoice (${abortReason(signal)}); nothing was created`)
     const keyset = await this.mint.activeKeyset()
     const keys = await this.mint.keys(keyset.id)
     const quote = await this.mint.api.createMintQuote({ unit: 'sat', amount }).catch((err: unknown) => {
@@ -677,23 +779,19 @@ export class Wallet {
     this.running.add(op.id)
     try {
       await this.store.update((d) => d.ops.push(op))
+      const kept = `quote ${quote.quote} is kept: if it is paid later, the next wallet command mints the ${amount} sats`
+      if (signal?.aborted) throw new WaitAborted(`stopped waiting for the invoice (${abortReason(signal)}); ${kept}`)
       await opts.onInvoice?.(quote.request, quote.quote)
-      const deadline = Date.now() + (opts.timeoutMs ?? 600_000)
-      let state = quote.state
-      while (state === MintQuoteState.UNPAID) {
-        if (Date.now() > deadline) {
-          throw new Error(
-            `invoice not paid within ${Math.round((opts.timeoutMs ?? 600_000) / 1000)} s; quote ${quote.quote} is kept: ` +
-              `if it is paid later, the next wallet command mints the ${amount} sats`,
-          )
-        }
-        await sleep(opts.pollMs ?? 1000)
-        try {
-          state = (await this.mint.api.checkMintQuote(quote.quote)).state
-        } catch (err) {
-          this.log(`checking the quote failed (${describeMintError(err)}); retrying`)
-        }
-      }
+      const waited = await waitWhileUnpaid({
+        initial: quote.state,
+        check: async () => (await this.mint.api.checkMintQuote(quote.quote)).state,
+        pollMs: opts.pollMs ?? 1000,
+        deadline: Date.now() + (opts.timeoutMs ?? 600_000),
+        signal,
+        onCheckError: (err) => this.log(`checking the quote failed (${describeMintError(err)}); retrying`),
+      })
+      if (waited.end === 'aborted') throw new WaitAborted(`stopped waiting for the invoice (${abortReason(signal!)}); ${kept}`)
+      if (waited.end === 'timeout') throw new Error(`invoice not paid within ${Math.round((opts.timeoutMs ?? 600_000) / 1000)} s; ${kept}`)
       await this.mintOutputs(op)
       return { amount, quote: quote.quote, request: quote.request }
     } finally {
@@ -836,12 +934,19 @@ export class Wallet {
   /**
    * NUT-05: pay a bolt11 invoice from the balance. Inputs cover the amount plus
    * the mint's fee reserve; blank outputs (NUT-08) bring back whatever the
-   * payment did not use.
+   * payment did not use. `maxSats` caps everything spent: invoice, the mint's
+   * fee reserve and input fees. A melt whose answer is lost and whose quote
+   * then reads UNPAID is retired (see RetiredOp); paying the same invoice again
+   * first settles such a melt if it turned out paid, rather than paying twice.
    */
-  /** Pay a bolt11 by melting. `maxSats` caps everything spent: invoice, the mint's fee reserve and input fees. */
   async melt(bolt11: string, opts: { maxSats?: number } = {}): Promise<MeltResult> {
     const request = bolt11.trim().replace(/^lightning:/i, '')
     if (!/^ln(bc|tb|bcrt|tbs|sb)[0-9a-z]+$/i.test(request)) throw new Error('that is not a bolt11 invoice (it should start with lnbc, lntb or lnbcrt)')
+    const earlier = await this.earlierMeltOf(request)
+    if (earlier) {
+      this.log(`this invoice was already paid by an earlier attempt whose answer was lost; nothing more was paid`)
+      return earlier
+    }
     const quote = await this.mint.api.createMeltQuote({ unit: 'sat', request }).catch((err: unknown) => {
       throw new Error(`the mint would not quote this invoice: ${describeMintError(err)}`)
     })
