@@ -15,6 +15,7 @@ import { RelayPool } from '../src/nostr/relay-client.js'
 import { discoverProviders } from '../src/customer/discovery.js'
 import { runChain, type CustomerEvent, type JobOutcome, type JobSpec, type PayInvoice } from '../src/customer/relay-job.js'
 import { Wallet } from '../src/payments/wallet.js'
+import { decodeToken, sameMint } from '../src/payments/token.js'
 
 const NAME = 'dvm-customer'
 
@@ -174,14 +175,26 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
 
     const mintUrl = flags.mint ?? g.devnet?.mint
     let wallet: Wallet | undefined
-    const pay: PayInvoice = async (bolt11) => {
-      if (!mintUrl) throw new Error('no wallet to pay from: pass --mint=<url> or --devnet=<dir>')
+    const openWallet = async (): Promise<Wallet> => {
+      if (!mintUrl) throw new Error('no wallet: pass --mint=<url> or --devnet=<dir>')
       if (!wallet) {
         wallet = new Wallet({ dataDir: g.dataDir, mintUrl })
         await wallet.load()
       }
+      return wallet
+    }
+    const pay: PayInvoice = async (bolt11) => {
       // the bid caps what leaves the wallet, fees included, not just the invoice amount
-      await wallet.melt(bolt11, bidMsats !== undefined ? { maxSats: Math.floor(bidMsats / 1000) } : {})
+      await (await openWallet()).melt(bolt11, bidMsats !== undefined ? { maxSats: Math.floor(bidMsats / 1000) } : {})
+    }
+    // A paid job that fails comes back as a token; only one from our own mint is taken
+    // automatically (a provider must not make us contact hosts of its choosing).
+    const receiveRefund = async (token: string): Promise<number> => {
+      const from = decodeToken(token).mint
+      if (mintUrl && !sameMint(from, mintUrl)) {
+        throw new Error(`it is from mint ${from}, not your wallet's mint ${mintUrl}; receive it with: dvm-wallet --mint ${from} receive <token>`)
+      }
+      return (await (await openWallet()).receive(token)).amount
     }
 
     const last = specs.length - 1
@@ -218,6 +231,15 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
           out({ type: 'already-paid', step: e.step, id: e.id, provider: e.provider, reason: e.reason })
           note(`${step}the mint reports the invoice already paid; nothing was spent`)
           return
+        case 'refunded':
+          out({ type: 'refunded', step: e.step, id: e.id, provider: e.provider, sats: e.sats, amount_msats: e.amountMsats })
+          note(`${step}the job failed after it was paid; ${e.sats} sats were refunded to your wallet`)
+          return
+        case 'refund-unclaimed':
+          out({ type: 'refund-unclaimed', step: e.step, id: e.id, provider: e.provider, amount_msats: e.amountMsats, token: e.token, reason: e.reason })
+          // The token is the money: it goes to the terminal even without --json, so it is never lost.
+          if (!json) process.stderr.write(`${step}refund of ${e.amountMsats / 1000} sats not received (${e.reason}); the token:\n${e.token}\n`)
+          return
         case 'ignored':
           return
       }
@@ -227,7 +249,7 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
     process.once('SIGINT', () => stop.abort())
     let outcomes: JobOutcome[]
     try {
-      outcomes = await runChain(specs, { identity, pool, crypto, timeoutMs: timeoutSec * 1000, pay, onEvent, signal: stop.signal })
+      outcomes = await runChain(specs, { identity, pool, crypto, timeoutMs: timeoutSec * 1000, pay, receiveRefund, onEvent, signal: stop.signal })
     } catch (err) {
       if (streamed && !streamed.endsWith('\n')) process.stdout.write('\n')
       throw err

@@ -7,6 +7,7 @@ import { devnet, devnetDir } from './helpers/devnet.js'
 import { tsArgs, useProcs, type Proc } from './helpers/procs.js'
 import { identityFromSecret, loadOrCreateIdentity, type Identity } from '../src/identity/nostr-key.js'
 import { EchoProcessor } from '../src/processors/echo.js'
+import type { Processor } from '../src/processors/types.js'
 import { loadNostrCrypto } from '../src/nostr/events.js'
 import { RelayPool } from '../src/nostr/relay-client.js'
 import { RelayJobService, type RelayJobServiceOptions } from '../src/provider/relay-jobs.js'
@@ -109,6 +110,30 @@ describe('dvm-customer (relay mode, devnet)', () => {
     expect(lines.some((l) => l.type === 'paid' || l.type === 'already-paid')).toBe(true)
     expect(lines.at(-1)).toMatchObject({ type: 'result', content: 'paid job', amount_msats: 7000 })
     expect((await wallet.balance()).balance).toBe(7)
+  })
+
+  it('takes the refund of a paid job that fails into its wallet and says so', async () => {
+    const dir = await tempDir()
+    const payer = new Wallet({ dataDir: dir, mintUrl: devnet().mint })
+    await payer.load()
+    const wallet = new Wallet({ dataDir: await tempDir(), mintUrl: devnet().mint })
+    await wallet.load()
+    const echo = new EchoProcessor()
+    const failing: Processor = {
+      start: () => echo.start(),
+      describe: () => echo.describe(),
+      async *run() {
+        throw new Error('out of GPUs')
+      },
+    }
+    const p = await provider({ pricing: { perJob: 7 }, wallet, mintUrl: devnet().mint, processor: failing })
+    const { proc, code, lines } = await customer(['--provider', p.identity.npub, '--bid', '7000', '--json', 'doomed job'], dir)
+    expect(code, proc.output()).toBe(1)
+    expect(lines.find((l) => l.type === 'refunded')).toMatchObject({ sats: 7, amount_msats: 7000, provider: p.identity.pubkey })
+    expect(lines.at(-1)).toMatchObject({ type: 'error', error: 'the provider reported an error: the job failed: out of GPUs; 7 sats were refunded to your wallet' })
+    // The devnet mint paid its own invoice, so the customer spent nothing and now holds the refund.
+    expect((await payer.balance()).balance).toBe(7)
+    expect((await wallet.balance()).balance).toBe(0)
   })
 
   it('exits non-zero with the provider\'s reason on error', async () => {

@@ -9,6 +9,7 @@ import {
   parseFeedback,
   parseResult,
   resultKindFor,
+  withoutRefundNote,
   type JobFeedback,
   type RequestDraft,
 } from '../nostr/nip90.js'
@@ -44,6 +45,10 @@ export type CustomerEvent =
   /** the mint says the invoice is paid already (a devnet FakeWallet pays its own invoices): nothing was spent, the job goes on */
   | { type: 'already-paid'; step: number; id: string; provider: string; reason: string }
   | { type: 'ignored'; step: number; id: string; provider: string; reason: string }
+  /** the job failed after it was paid and the provider's refund token is in the wallet: `sats` received, `amountMsats` as the provider's tag says */
+  | { type: 'refunded'; step: number; id: string; provider: string; sats: number; amountMsats: number }
+  /** a refund came but is not in the wallet (no wallet, another mint, the mint refused it): keep `token` to receive it by hand */
+  | { type: 'refund-unclaimed'; step: number; id: string; provider: string; amountMsats: number; token: string; reason: string }
 
 export interface JobOutcome {
   id: string
@@ -67,6 +72,14 @@ export interface RunOptions {
   pay?: PayInvoice
   onEvent?: (e: CustomerEvent) => void
   signal?: AbortSignal
+  /**
+   * Put a refund token (from a paid job that failed) into the wallet;
+   * resolves the sats received, throws saying why it could not. Without it a
+   * refund is reported as `refund-unclaimed`, token included.
+   */
+  receiveRefund?: (token: string) => Promise<number>
+  /** after cancelling a job that was paid, how long to wait for its refund (default 5 s) */
+  refundWaitMs?: number
 }
 
 export class JobError extends Error {
@@ -75,10 +88,14 @@ export class JobError extends Error {
     message: string,
     readonly requestId?: string,
     readonly provider?: string,
+    /** sats that came back into the wallet from failed or cancelled steps */
+    readonly refundedSats = 0,
   ) {
     super(message)
   }
 }
+
+const REFUND_WAIT_MS = 5000
 
 /** Run one job. */
 export async function runRelayJob(spec: JobSpec, options: RunOptions): Promise<JobOutcome> {
@@ -127,11 +144,30 @@ export async function runChain(steps: JobSpec[], options: RunOptions): Promise<J
     })
   } catch (err) {
     // Whatever went wrong, tell the providers to stop working on it.
-    await Promise.all(followers.filter((f) => !f.finished).map((f) => f.cancel()))
-    throw err
+    const open = followers.filter((f) => !f.finished)
+    await Promise.all(open.map((f) => f.cancel()))
+    // A step that was paid gets its money back in the provider's closing `error`: wait a moment for it.
+    const owed = open.filter((f) => f.mayBeRefunded)
+    if (owed.length > 0) await settledWithin(owed.map((f) => f.done), options.refundWaitMs ?? REFUND_WAIT_MS)
+    throw withRefunds(err, followers.reduce((n, f) => n + f.refundedSats, 0))
   } finally {
     for (const f of followers) f.close()
   }
+}
+
+/** Wait for all of `promises` to settle, or `ms`, whichever is first. */
+async function settledWithin(promises: Array<Promise<unknown>>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([Promise.allSettled(promises), new Promise((r) => (timer = setTimeout(r, ms)))])
+  clearTimeout(timer)
+}
+
+/** The error, saying also what came back from the other steps (cancelled ones). */
+function withRefunds(err: unknown, total: number): unknown {
+  if (!(err instanceof JobError) || total <= err.refundedSats) return err
+  const more = total - err.refundedSats
+  const what = err.refundedSats > 0 ? `${more} more sats were refunded for the cancelled steps` : `${more} sats were refunded to your wallet`
+  return new JobError(`${err.message}; ${what}`, err.requestId, err.provider, total)
 }
 
 function signRequest(spec: JobSpec, createdAt: number, options: RunOptions): Event {
@@ -161,10 +197,20 @@ class JobFollower {
   private provider: string | undefined
   private paying = false
   private paidMsats = 0
+  /** the devnet's mint paid the invoice itself: the provider counts the job as paid */
+  private alreadyPaid = false
+  /** the closing `error` is being handled (its refund received): later events change nothing */
+  private ending = false
+  refundedSats = 0
   private nextSeq = 0
   private readonly early = new Map<number, string>()
   heardFrom = false
   finished = false
+
+  /** Whether the provider may hold a payment for this job, to be refunded if it does not deliver. */
+  get mayBeRefunded(): boolean {
+    return this.heardFrom && (this.paidMsats > 0 || this.paying || this.alreadyPaid || this.spec.params?.cashu !== undefined)
+  }
 
   constructor(
     private readonly request: Event,
@@ -215,7 +261,7 @@ class JobFollower {
   }
 
   private onEvent(ev: Event): void {
-    if (this.finished) return
+    if (this.finished || this.ending) return
     const id = this.request.id
     if (this.provider && ev.pubkey !== this.provider) {
       return this.emit({ type: 'ignored', step: this.step, id, provider: ev.pubkey, reason: 'not the provider this job is with' })
@@ -266,9 +312,45 @@ class JobFollower {
         return
       case 'error':
         this.emit({ ...base, type: 'feedback', status: fb.status, ...(fb.extra ? { extra: fb.extra } : {}) })
-        return this.finish(new JobError(`the provider reported an error: ${fb.extra ?? 'no reason given'}`, id, ev.pubkey))
+        this.ending = true
+        void this.onError(fb)
+        return
       default:
         this.emit({ ...base, type: 'feedback', status: fb.status, ...(fb.extra ? { extra: fb.extra } : {}) })
+    }
+  }
+
+  /** The job failed: take its refund, if it carries one, then end with an error saying both. */
+  private async onError(fb: JobFeedback): Promise<void> {
+    const reason = fb.refund ? withoutRefundNote(fb.extra ?? '') : fb.extra
+    let note = ''
+    if (fb.refund) note = await this.takeRefund(fb, fb.refund.msats, fb.refund.ciphertext)
+    this.finish(new JobError(`the provider reported an error: ${reason || 'no reason given'}${note}`, this.request.id, fb.provider, this.refundedSats))
+  }
+
+  /** Decrypt the refund token and put it in the wallet; returns what the error should add. */
+  private async takeRefund(fb: JobFeedback, amountMsats: number, ciphertext: string): Promise<string> {
+    const base = { step: this.step, id: this.request.id, provider: fb.provider, amountMsats }
+    const sats = Math.floor(amountMsats / 1000)
+    let token: string
+    try {
+      token = decryptFrom(this.options.identity.secretKey, fb.provider, ciphertext).plaintext.trim()
+    } catch (err) {
+      return `; the provider sent a refund of ${sats} sats that cannot be decrypted (${(err as Error).message})`
+    }
+    if (!/^cashu[AB][A-Za-z0-9_=+/-]+$/.test(token)) return `; the provider's refund of ${sats} sats is not a Cashu token`
+    const unclaimed = (reason: string): string => {
+      this.emit({ ...base, type: 'refund-unclaimed', token, reason })
+      return `; the provider refunded ${sats} sats, but the token is not in your wallet: ${reason}`
+    }
+    if (!this.options.receiveRefund) return unclaimed('no wallet to receive it into; keep the token and receive it by hand')
+    try {
+      const got = await this.options.receiveRefund(token)
+      this.refundedSats += got
+      this.emit({ ...base, type: 'refunded', sats: got })
+      return `; ${got} sats were refunded to your wallet`
+    } catch (err) {
+      return unclaimed((err as Error).message)
     }
   }
 
@@ -310,6 +392,7 @@ class JobFollower {
     } catch (err) {
       const message = (err as Error).message
       if (/already paid/i.test(message)) {
+        this.alreadyPaid = true
         this.emit({ type: 'already-paid', step: this.step, id, provider: fb.provider, reason: message })
       } else {
         fail(`paying the provider's invoice failed: ${message}`)

@@ -279,7 +279,35 @@ export interface FeedbackDraft {
   bolt11?: string
   /** order of `partial` events for one job (created_at has one-second resolution) */
   seq?: number
+  /** for `error`: money given back (see RefundTag) */
+  refund?: RefundTag
 }
+
+/**
+ * `["refund", msats, ciphertext]` on a closing `error`: the job was paid and
+ * ended without a result, so the payment comes back as a Cashu token. The
+ * ciphertext is the token encrypted to the customer (NIP-44 v2, or the
+ * request's own scheme for encrypted jobs): anyone reading the relay could
+ * otherwise redeem it first. The amount stays readable so any client can
+ * follow the job; the token is what counts.
+ */
+export interface RefundTag {
+  msats: number
+  ciphertext: string
+}
+
+/** What a refunding provider appends to the error's reason, for clients that do not read the tag. */
+export function refundNote(sats: number): string {
+  return `; refunded ${sats} sats (a Cashu token in the "refund" tag, encrypted to you)`
+}
+
+/** The reason without the note above (a client that reads the tag says it in its own words). */
+export function withoutRefundNote(reason: string): string {
+  return reason.replace(/; refunded \d+ sats \(a Cashu token in the "refund" tag, encrypted to you\)$/, '')
+}
+
+/** a token of a few dozen proofs, encrypted, fits with room to spare */
+const MAX_REFUND_CIPHERTEXT_CHARS = 32 * 1024
 
 /** Encrypts a reply's content for the customer, when the request was encrypted. */
 export type ReplyEncryptor = (plaintext: string) => string
@@ -298,6 +326,7 @@ export function buildFeedback(request: Pick<JobRequest, 'id' | 'customer'>, draf
   const tags: Tag[] = [status, ...replyTags(request, relayHint)]
   if (draft.amountMsats !== undefined) tags.push(draft.bolt11 ? ['amount', String(draft.amountMsats), draft.bolt11] : ['amount', String(draft.amountMsats)])
   if (draft.seq !== undefined) tags.push(['seq', String(draft.seq)])
+  if (draft.refund) tags.push(['refund', String(draft.refund.msats), draft.refund.ciphertext])
   let content = draft.content ?? ''
   if (encrypt && content.length > 0) {
     content = encrypt(content)
@@ -316,6 +345,8 @@ export interface JobFeedback {
   amountMsats?: number
   bolt11?: string
   seq?: number
+  /** a refund on an `error` (still encrypted: only the customer can read the token) */
+  refund?: RefundTag
   /** as published: ciphertext when `encrypted` */
   content: string
   encrypted: boolean
@@ -347,6 +378,12 @@ export function parseFeedback(event: Event): ParseResult<JobFeedback> {
   }
   const seq = tagValue(event, 'seq')
   if (seq !== undefined && /^[0-9]{1,9}$/.test(seq)) fb.seq = Number(seq)
+  // A malformed refund is left out rather than failing the feedback: the job's ending still counts.
+  const refund = firstTag(event, 'refund')
+  const [, msats, ciphertext] = refund ?? []
+  if (msats && /^[0-9]{1,19}$/.test(msats) && Number.isSafeInteger(Number(msats)) && ciphertext && ciphertext.length <= MAX_REFUND_CIPHERTEXT_CHARS && detectScheme(ciphertext)) {
+    fb.refund = { msats: Number(msats), ciphertext }
+  }
   return { ok: true, value: fb }
 }
 

@@ -40,13 +40,28 @@ export interface JobRepliesOptions {
 export class JobReplies {
   constructor(private readonly o: JobRepliesOptions) {}
 
-  async feedback(job: ReplyJob, draft: FeedbackDraft): Promise<void> {
+  /** True when at least one of our relays took it. */
+  async feedback(job: ReplyJob, draft: FeedbackDraft): Promise<boolean> {
     job.feedbackSent = true
     const ev = await this.o.signer.sign(buildFeedback(job.request, draft, nowSeconds(), job.encrypt))
     const outcomes = await this.publish(ev, job)
     if (!outcomes.some((o) => o.ok)) {
       this.o.activity({ type: 'publish-failed', id: job.request.id, what: draft.status, reason: outcomes.map((o) => `${o.relay}: ${o.message}`).join('; ') })
+      return false
     }
+    return true
+  }
+
+  /**
+   * Feedback for a job no longer held in memory (a refund retried after a
+   * restart): to our own relays only, since the request's are not known any more.
+   */
+  async standaloneFeedback(request: { id: string; customer: string }, draft: FeedbackDraft): Promise<boolean> {
+    const ev = await this.o.signer.sign(buildFeedback(request, draft, nowSeconds()))
+    const outcomes = await this.o.pool.publish(ev)
+    if (outcomes.some((o) => o.ok)) return true
+    this.o.activity({ type: 'publish-failed', id: request.id, what: draft.status, reason: outcomes.map((o) => `${o.relay}: ${o.message}`).join('; ') })
+    return false
   }
 
   /** The signed result within what relays take (result-event.ts), or why it cannot be. */
@@ -57,7 +72,8 @@ export class JobReplies {
     return { ok: true, event: await this.o.signer.sign(fit.template) }
   }
 
-  async publishResult(job: ReplyJob, ev: Event, content: string): Promise<void> {
+  /** True once a relay took the result; false when none did before the deadline (or the provider stopped). */
+  async publishResult(job: ReplyJob, ev: Event, content: string): Promise<boolean> {
     const deadline = Date.now() + this.o.resultPublishDeadlineMs
     // A result is the thing that was paid for: keep trying through a relay restart.
     for (;;) {
@@ -65,11 +81,11 @@ export class JobReplies {
       const accepted = outcomes.filter((o) => o.ok).length
       if (accepted > 0) {
         this.o.activity({ type: 'result', id: job.request.id, bytes: Buffer.byteLength(content), relays: accepted })
-        return
+        return true
       }
       if (Date.now() >= deadline || this.o.stopped()) {
         this.o.activity({ type: 'publish-failed', id: job.request.id, what: 'result', reason: outcomes.map((o) => `${o.relay}: ${o.message}`).join('; ') })
-        return
+        return false
       }
       await new Promise((r) => setTimeout(r, 500))
     }

@@ -198,6 +198,8 @@ export class Provider extends EventEmitter {
       pricing: { perJob: pricing.perJob },
       minPrice: this.opts.minPrice ?? 1,
       wallet: this.wallet,
+      // the refund ledger for paid relay jobs lives beside the wallet
+      dataDir: this.opts.dataDir,
       mintUrl: this.opts.mints[0],
       acceptedMints: this.opts.mints,
       paymentPrivkey: this.paymentKey.privkey,

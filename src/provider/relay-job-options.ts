@@ -3,6 +3,7 @@ import type { NostrCrypto } from '../nostr/events.js'
 import type { RelayPool } from '../nostr/relay-client.js'
 import type { Processor } from '../processors/types.js'
 import type { JobPayments, JobWallet, OfflineProofAcceptor } from './job-payments.js'
+import type { RefundWallet } from './refunds.js'
 import type { RateLimitOptions } from './rate-limit.js'
 import type { ResultCacheOptions } from './result-cache.js'
 
@@ -18,8 +19,19 @@ export interface RelayJobServiceOptions {
   pricing?: { perJob?: number; perRequest?: number }
   /** jobs priced below this many sats are served free (an invoice is not worth it) */
   minPrice?: number
-  /** the provider's wallet (at `mintUrl`): issues invoices, receives ecash; needed for paid jobs */
-  wallet?: JobWallet
+  /**
+   * the provider's wallet (at `mintUrl`): issues invoices, receives ecash,
+   * and sends refunds for paid jobs that end without a result; needed for paid jobs
+   */
+  wallet?: JobWallet & RefundWallet
+  /**
+   * where the refund ledger (relay-refunds.json) is kept: what paid jobs owe
+   * back, durable across crashes. Default: the wallet's data dir. Without
+   * either, a paid job that fails is not refunded automatically.
+   */
+  dataDir?: string
+  /** how often refunds that could not be made or published are tried again (default 60 s) */
+  refundRetryMs?: number
   /** the provider's own mint, which issues its invoices */
   mintUrl?: string
   /** mints whose tokens are accepted in a `cashu` param (default: mintUrl) */
@@ -93,6 +105,10 @@ export type JobActivity =
   | { type: 'result'; id: string; bytes: number; relays: number }
   | { type: 'failed'; id: string; reason: string }
   | { type: 'cancelled'; id: string }
+  /** a paid job that ended without a result was given its money back (the feedback carrying the token reached a relay) */
+  | { type: 'refunded'; id: string; sats: number }
+  /** a refund could not be made now; it stays in the ledger and is retried */
+  | { type: 'refund-owed'; id: string; sats: number; reason: string }
   | { type: 'publish-failed'; id: string; what: string; reason: string }
   /** an error reply was not sent: the global error-reply limit is spent */
   | { type: 'unanswered'; id: string; reason: string }

@@ -27,6 +27,8 @@ import { RelayTargets } from './relay-targets.js'
 import { jobCacheKey, ResultCache, withoutPaymentParams } from './result-cache.js'
 import { ResultSizeMeter, resultTooLargeMessage } from './result-event.js'
 import { PartialStream } from './partial-stream.js'
+import { RefundLedger } from './refund-ledger.js'
+import { Refunds, type RefundOutcome } from './refunds.js'
 
 /**
  * The provider's NIP-90 service: takes job requests from relays, runs them
@@ -80,6 +82,7 @@ const DEFAULTS = {
   /** an error reason is cut to this many characters (clients read at most 1000) */
   maxReasonChars: 1000,
   stopGraceMs: 3000,
+  refundRetryMs: 60_000,
 }
 
 export class RelayJobService {
@@ -96,6 +99,10 @@ export class RelayJobService {
   private readonly cache: ResultCache | undefined
   private chain: ChainResolver | undefined
   private payments: JobPayments | undefined
+  /** refunds for paid jobs that end without a result; absent without a ledger dir */
+  private refunds: Refunds | undefined
+  private refundTimer: NodeJS.Timeout | undefined
+  private refundRetry: Promise<void> | undefined
   private readonly jobs = new Map<string, ActiveJob>()
   /** every request id seen, so a second relay's copy (or a resubscribe) is not handled twice */
   private readonly handled = new BoundedSet<string>(100_000)
@@ -172,6 +179,7 @@ export class RelayJobService {
             invoiceTimeoutMs: this.opts.paymentTimeoutMs ?? DEFAULTS.paymentTimeoutMs,
           })
         : undefined)
+    await this.openRefunds()
     const info = await this.opts.processor.describe()
     this.outputIsText = /^text\/|json|xml|yaml/.test(info.output)
     this.subs.push(
@@ -183,12 +191,49 @@ export class RelayJobService {
         onevent: (ev) => this.onDeletion(ev),
       }),
     )
+    // Refunds owed from before (a crash, a mint that was down) go out now and then on a timer.
+    if (this.refunds && this.opts.wallet) {
+      this.retryRefunds()
+      this.refundTimer = setInterval(() => this.retryRefunds(), this.opts.refundRetryMs ?? DEFAULTS.refundRetryMs)
+      this.refundTimer.unref()
+    }
+  }
+
+  /** Open the refund ledger; jobs a crashed process left paid but unfinished are owed back. */
+  private async openRefunds(): Promise<void> {
+    const dir = this.opts.dataDir ?? walletDir(this.opts.wallet)
+    if (!dir) return
+    const log = this.opts.log ?? (() => undefined)
+    this.refunds = new Refunds({
+      ledger: await RefundLedger.open(dir),
+      wallet: this.opts.wallet,
+      secretKey: this.opts.identity.secretKey,
+      log,
+      onRefunded: (id, sats) => this.activity({ type: 'refunded', id, sats }),
+      onOwed: (id, sats, reason) => this.activity({ type: 'refund-owed', id, sats, reason }),
+    })
+    // A request this provider took money for before a restart is not served again
+    // (a quick restart's subscription can reach back to it): its refund is what is owed.
+    for (const id of this.refunds.jobIds()) this.handled.add(id)
+    const orphans = await this.refunds.adoptOrphans()
+    if (orphans > 0) log(`${orphans} paid relay job${orphans > 1 ? 's were' : ' was'} cut off by the last stop or crash; refunding`)
+  }
+
+  /** One pass over refunds not yet made or published (never two passes at once). */
+  private retryRefunds(): void {
+    const refunds = this.refunds
+    if (!refunds || this.refundRetry || this.stopped || refunds.pending === 0) return
+    this.refundRetry = refunds
+      .retry((e, tag, note) => this.replies!.standaloneFeedback({ id: e.id, customer: e.customer }, { status: 'error', extra: withNote(e.reason ?? 'the job failed', note), refund: tag }))
+      .catch((err: Error) => this.opts.log?.(`retrying refunds failed: ${err.message}`))
+      .finally(() => (this.refundRetry = undefined))
   }
 
   /** Stop taking requests, cancel running jobs (they get an `error` feedback), close the pool if we opened it. */
   async stop(): Promise<void> {
     if (this.stopped) return
     this.stopped = true
+    clearInterval(this.refundTimer)
     for (const s of this.subs) s.close()
     this.subs = []
     const running = [...this.jobs.values()]
@@ -197,7 +242,7 @@ export class RelayJobService {
     // Give the error feedback a moment to go out, but not forever.
     let timer: NodeJS.Timeout | undefined
     await Promise.race([
-      Promise.allSettled(running.map((j) => j.done)),
+      Promise.allSettled([...running.map((j) => j.done), this.refundRetry]),
       new Promise((r) => (timer = setTimeout(r, DEFAULTS.stopGraceMs))),
     ])
     clearTimeout(timer)
@@ -256,10 +301,14 @@ export class RelayJobService {
     }
     this.jobs.set(request.id, job)
     this.activity({ type: 'request', id: request.id, customer: request.customer, kind: request.kind, encrypted: Boolean(scheme) })
-    job.done = this.runJob(job).finally(() => {
-      job.slot.release()
-      this.jobs.delete(request.id)
-    })
+    // runJob answers its own failures; anything escaping it (a signer closed
+    // under it at stop) is logged, never an unhandled rejection that ends the process
+    job.done = this.runJob(job)
+      .catch((err: Error) => this.opts.log?.(`job ${request.id}: ${err.message}`))
+      .finally(() => {
+        job.slot.release()
+        this.jobs.delete(request.id)
+      })
   }
 
   private onDeletion(event: Event): void {
@@ -306,7 +355,11 @@ export class RelayJobService {
       // A customer that followed the job's feedback sees it close with
       // `success` before the result arrives (its client stops listening then).
       if (job.feedbackSent) await this.feedback(job, { status: 'success' })
-      await this.replies!.publishResult(job, result.event, content)
+      // A result no relay took never reaches the customer: that job is refunded like a failed one.
+      if (!(await this.replies!.publishResult(job, result.event, content))) {
+        throw new JobFailure(this.stopped ? 'the provider stopped before a relay took the result' : 'no relay took the result in time')
+      }
+      await this.refunds?.delivered(request.id)
       this.chain!.record(request.id, { ok: true, text: content, customer: request.customer, encrypted: Boolean(request.encryption) })
     } catch (err) {
       const reason = this.reasonOf(err, signal)
@@ -316,8 +369,30 @@ export class RelayJobService {
       // A job that was paid for, ran, or was already answered is owed its ending;
       // one refused before any of that (unpayable, malformed chain …) shares the global limit.
       const owed = job.paidMsats !== undefined || job.started || job.feedbackSent
-      if (owed || this.replies!.mayAnswerError(request.id)) await this.feedback(job, { status: 'error', extra: reason })
+      if (owed || this.replies!.mayAnswerError(request.id)) await this.closeWithError(job, reason)
     }
+  }
+
+  /** The closing `error`; a paid job's carries its refund, recorded before it is published. */
+  private async closeWithError(job: ActiveJob, reason: string): Promise<void> {
+    const refund = job.paidMsats !== undefined ? await this.settleRefund(job, reason) : undefined
+    let ok = false
+    try {
+      ok = await this.feedback(job, { status: 'error', extra: withNote(reason, refund?.note ?? ''), ...(refund?.tag ? { refund: refund.tag } : {}) })
+    } catch (err) {
+      this.activity({ type: 'publish-failed', id: job.request.id, what: 'error', reason: (err as Error).message })
+    } finally {
+      // Not published (no relay, or the signer closed mid-stop): the same token goes out on the next retry.
+      if (refund?.tag) await this.refunds!.published(job.request.id, ok)
+    }
+  }
+
+  private async settleRefund(job: ActiveJob, reason: string): Promise<RefundOutcome> {
+    if (!this.refunds) {
+      this.opts.log?.(`job ${job.request.id} was paid ${job.paidMsats! / 1000} sats and failed, but this service has no refund ledger (no dataDir or wallet); it is not refunded`)
+      return { note: '; the payment is not refunded automatically; ask the provider' }
+    }
+    return this.refunds.settle(job.request.id, reason)
   }
 
   private reasonOf(err: unknown, signal: AbortSignal): string {
@@ -368,6 +443,7 @@ export class RelayJobService {
       // The whole token is taken (change is not given back): customers send the price exactly.
       const got = await payments.acceptToken(token, sats, request.id)
       job.paidMsats = got * 1000
+      await this.refunds?.paid(request.id, request.customer, got, request.encryption ?? 'nip44')
       this.activity({ type: 'paid', id: request.id, sats: got, via: 'cashu' })
       await this.feedback(job, { status: 'processing', extra: `paid ${got} sats in ecash` })
       job.processingSent = true
@@ -385,6 +461,7 @@ export class RelayJobService {
       await invoice.settled(signal)
     }))
     job.paidMsats = msats
+    await this.refunds?.paid(request.id, request.customer, sats, request.encryption ?? 'nip44')
     this.activity({ type: 'paid', id: request.id, sats, via: 'invoice' })
     await this.feedback(job, { status: 'processing', extra: 'payment received' })
     job.processingSent = true
@@ -409,7 +486,10 @@ export class RelayJobService {
     return withTimeout(job.abort.signal, timeoutMs, `the job ran longer than ${Math.round(timeoutMs / 1000)} s`, async (signal) => {
       const processingTimer = job.processingSent
         ? undefined
-        : setTimeout(() => void this.sendProcessing(job), this.opts.processingFeedbackAfterMs ?? DEFAULTS.processingFeedbackAfterMs)
+        : setTimeout(
+            () => void this.sendProcessing(job).catch((err: Error) => this.opts.log?.(`job ${job.request.id}: processing feedback failed: ${err.message}`)),
+            this.opts.processingFeedbackAfterMs ?? DEFAULTS.processingFeedbackAfterMs,
+          )
       const partials = new PartialStream(
         async (piece) => {
           if (!job.processingSent) await this.sendProcessing(job)
@@ -470,7 +550,7 @@ export class RelayJobService {
 
   // ------------------------------------------------------------ replies
 
-  private feedback(job: ActiveJob, draft: FeedbackDraft): Promise<void> {
+  private feedback(job: ActiveJob, draft: FeedbackDraft): Promise<boolean> {
     return this.replies!.feedback(job, draft)
   }
 
@@ -484,6 +564,18 @@ export class RelayJobService {
   private activity(a: JobActivity): void {
     this.opts.onActivity?.(a)
   }
+}
+
+/** The error reason with a refund note after it, within what clients read (1000 characters). */
+function withNote(reason: string, note: string): string {
+  const room = DEFAULTS.maxReasonChars - note.length
+  return (reason.length > room ? `${reason.slice(0, room - 1)}…` : reason) + note
+}
+
+/** The data dir of a wallet that has one (the project's Wallet does): the refund ledger's default home. */
+function walletDir(wallet: unknown): string | undefined {
+  const dir = (wallet as { dataDir?: unknown } | undefined)?.dataDir
+  return typeof dir === 'string' ? dir : undefined
 }
 
 /**
