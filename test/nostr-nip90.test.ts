@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { generateSecretKey, getPublicKey } from 'nostr-tools/pure'
-import { loadNostrCrypto, eventShapeProblem, pureNostrCrypto, type Event } from '../src/nostr/events.js'
+import { loadNostrCrypto, loadWasmNostrCrypto, eventShapeProblem, pureNostrCrypto, type Event } from '../src/nostr/events.js'
 import { decryptFrom, detectScheme, encryptFor, MAX_PLAINTEXT_BYTES } from '../src/nostr/encryption.js'
 import {
   buildCancellation,
@@ -167,14 +167,18 @@ describe('NIP-90 feedback, results, cancellation', () => {
 })
 
 describe('events and encryption', () => {
-  it('verifies with WASM and pure JS alike, and refuses tampering', async () => {
-    const wasm = await loadNostrCrypto()
+  it('verifies with native, WASM and pure JS alike, and refuses tampering', async () => {
+    const native = await loadNostrCrypto()
+    expect(native.backend).toBe('native')
+    const wasm = await loadWasmNostrCrypto()
     expect(wasm.backend).toBe('wasm')
-    const ev = wasm.sign({ kind: 1, created_at: 1, content: 'x', tags: [] }, customerKey)
-    for (const c of [wasm, pureNostrCrypto()]) {
-      expect(c.verify(ev)).toBe(true)
-      expect(c.verify({ ...ev, content: 'y' })).toBe(false)
-      expect(c.verify({ ...ev, sig: ev.sig.replace(/.$/, (ch) => (ch === '0' ? '1' : '0')) })).toBe(false)
+    for (const signer of [native, wasm, pureNostrCrypto()]) {
+      const ev = signer.sign({ kind: 1, created_at: 1, content: 'x', tags: [] }, customerKey)
+      for (const c of [native, wasm, pureNostrCrypto()]) {
+        expect(c.verify(ev)).toBe(true)
+        expect(c.verify({ ...ev, content: 'y' })).toBe(false)
+        expect(c.verify({ ...ev, sig: ev.sig.replace(/.$/, (ch) => (ch === '0' ? '1' : '0')) })).toBe(false)
+      }
     }
   })
 

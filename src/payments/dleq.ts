@@ -12,7 +12,8 @@
  * hex encodings (nutshell `hash_e`, cashu-ts `hashE`).
  */
 import secp from 'secp256k1'
-import { convert, hexBytes, mul, mulG, pointFromHex, scalarFromHex, secretToY, sha256 } from './hash-to-curve.js'
+import { convert, hexBytes, mul, mulG, pointFromHex, scalarFromHex, sha256 } from '../crypto/secp256k1.js'
+import { secretToY } from './hash-to-curve.js'
 
 export interface DleqProof {
   e: string

@@ -1,6 +1,7 @@
 // Public surface of the payments package. Each helper has one home: mint URLs
 // in mint-url.ts, amounts in amounts.ts, mint HTTP in wallet-mint.ts and
-// mint-http.ts, curve and P2PK code in hash-to-curve.ts, p2pk.ts, lock.ts.
+// mint-http.ts, Cashu curve and P2PK code in hash-to-curve.ts, p2pk.ts, lock.ts
+// (built on the shared secp256k1 and BIP-340 code in src/crypto/).
 export { Wallet } from './wallet.js'
 export type { Balance, FundOptions, FundResult, LockForPayeeOptions, LockedProof, MeltResult, ReceiveResult, ReclaimResult, RecoveryReport, WalletHooks, WalletOptions } from './wallet.js'
 export { ProofStore, listWalletMints, storePath } from './proof-store.js'

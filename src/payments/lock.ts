@@ -10,11 +10,12 @@
  * Why not cashu-ts's OutputData.createP2PKData for locks: it writes `locktime`
  * as a JSON number, and nutshell then treats the proof as unlocked (see p2pk.ts).
  *
- * The curve arithmetic is hash-to-curve.ts's, on the native libsecp256k1 binding.
+ * The curve arithmetic is src/crypto/secp256k1.ts's, on the native libsecp256k1 binding.
  */
 import type { MintKeys, Proof, SerializedBlindedSignature } from '@cashu/cashu-ts'
 import { bytesToHex, hexToBytes, randomBytes } from '@noble/hashes/utils.js'
-import { add, mul, mulG, randomScalar, secretToY, sub } from './hash-to-curve.js'
+import { add, mul, mulG, randomScalar, sub } from '../crypto/secp256k1.js'
+import { secretToY } from './hash-to-curve.js'
 
 export { sameXOnly } from './p2pk.js'
 

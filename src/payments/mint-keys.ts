@@ -21,7 +21,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { writeFileAtomic } from '../util/atomic-file.js'
-import { pointFromHex } from './hash-to-curve.js'
+import { pointFromHex } from '../crypto/secp256k1.js'
 import { readMintJson, readMintText } from './mint-http.js'
 import { normalizeMintUrl } from './mint-url.js'
 

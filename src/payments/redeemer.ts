@@ -33,7 +33,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { HttpResponseError, NetworkError, type SerializedBlindedSignature } from '@cashu/cashu-ts'
-import { pointFromHex } from './hash-to-curve.js'
+import { pointFromHex } from '../crypto/secp256k1.js'
 import { randomOutput, unblindWithKey } from './lock.js'
 import { verifyBlindSignatureDleq } from './dleq.js'
 import { SchnorrSigner } from './p2pk.js'

@@ -17,7 +17,8 @@
  * Only a proof that passes all of them can be redeemed by us alone before
  * anyone else (the customer's refund key) can take it back.
  */
-import { pointFromHex, secretToY } from './hash-to-curve.js'
+import { pointFromHex } from '../crypto/secp256k1.js'
+import { secretToY } from './hash-to-curve.js'
 import { verifyProofDleq, type ProofLike } from './dleq.js'
 import { MAX_SECRET_LENGTH, parseP2PKSecret } from './p2pk.js'
 import type { MintKeyCache } from './mint-keys.js'

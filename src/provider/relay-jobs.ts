@@ -148,10 +148,10 @@ export class RelayJobService {
     // Requests from the moment start() was called on; earlier ones are not ours to serve.
     const since = nowSeconds()
     this.crypto = this.opts.crypto ?? (await loadNostrCrypto())
-    this.signer =
-      this.opts.signingThread === false
-        ? inlineSigner(this.crypto, this.opts.identity.secretKey)
-        : await threadedSigner(this.crypto, this.opts.identity.secretKey, this.opts.log)
+    const threaded = this.opts.signingThread ?? this.crypto.backend !== 'native'
+    this.signer = threaded
+      ? await threadedSigner(this.crypto, this.opts.identity.secretKey, this.opts.log)
+      : inlineSigner(this.crypto, this.opts.identity.secretKey)
     this.pool = Array.isArray(this.opts.relays) ? new RelayPool({ crypto: this.crypto, relays: this.opts.relays }) : this.opts.relays
     this.chain = new ChainResolver(this.pool, this.me)
     const pool = this.pool
