@@ -155,8 +155,15 @@ export class BenchChild {
   async request(cmd: string, data: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<Msg> {
     const id = ++this.serial
     const reply = this.wait((m) => m.type === 'reply' && m.id === id, timeoutMs, `${this.name}: ${cmd}`)
-    this.proc.send({ cmd, id, ...data })
-    const m = await reply
+    // A child that died between our check and this send closes the channel
+    // (EPIPE): with a callback that is an error for this request, not an
+    // uncaught 'error' event that ends the whole bench run.
+    const sent = new Promise<never>((_, reject) =>
+      this.proc.send({ cmd, id, ...data }, (err) => {
+        if (err) reject(new Error(`${this.name}: ${cmd}: could not reach the child (${err.message})`))
+      }),
+    )
+    const m = await Promise.race([reply, sent])
     if (typeof m.error === 'string') throw new Error(`${this.name}: ${cmd}: ${m.error}`)
     return m
   }
