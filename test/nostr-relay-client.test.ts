@@ -3,6 +3,7 @@ import { generateSecretKey, getPublicKey } from 'nostr-tools/pure'
 import { startRelay, type RunningRelay } from '../src/devnet/relay.js'
 import { RelayPool, normalizeRelayUrl } from '../src/nostr/relay-client.js'
 import { loadNostrCrypto, nowSeconds, type Event } from '../src/nostr/events.js'
+import { until as waitFor } from './helpers/until.js'
 
 const cleanup: Array<() => unknown> = []
 afterEach(async () => {
@@ -21,17 +22,6 @@ async function pool(relays: string[], extra: Partial<ConstructorParameters<typeo
   return p
 }
 
-function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  return new Promise((resolve, reject) => {
-    const tick = (): void => {
-      if (cond()) return resolve()
-      if (Date.now() > deadline) return reject(new Error('timed out waiting'))
-      setTimeout(tick, 10)
-    }
-    tick()
-  })
-}
 
 describe('RelayPool', () => {
   it('publishes with OK and delivers verified events once across relays', async () => {

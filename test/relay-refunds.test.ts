@@ -18,6 +18,7 @@ import { RefundLedger, REFUND_LEDGER_FILE, type RefundEntry } from '../src/provi
 import { Refunds } from '../src/provider/refunds.js'
 import { runRelayJob, type CustomerEvent, type JobSpec, type PayInvoice } from '../src/customer/relay-job.js'
 import { Wallet } from '../src/payments/wallet.js'
+import { until } from './helpers/until.js'
 
 /**
  * Refunds of paid relay jobs that end without a result (docs/nip90.md,
@@ -133,17 +134,6 @@ function paidSpec(p: Provider, token: string, text = 'refund me'): Partial<JobSp
   return { text, provider: p.identity.pubkey, encrypt: true, params: { cashu: token } }
 }
 
-function until(cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  return new Promise((resolve, reject) => {
-    const tick = (): void => {
-      if (cond()) return resolve()
-      if (Date.now() > deadline) return reject(new Error('timed out waiting'))
-      setTimeout(tick, 10)
-    }
-    tick()
-  })
-}
 
 const failing = (message: string): Processor => {
   const echo = new EchoProcessor()
