@@ -325,22 +325,12 @@ export class Wallet {
     const states = await this.mint.states(secrets)
     if ([...states.values()].includes('PENDING')) return false
     const spent = new Set(secrets.filter((s) => states.get(s) === 'SPENT'))
-    let accounted = 0
-    if (spent.size > 0) {
-      if (uncertain) {
-        // it may have landed between the restore and the state check
-        const again = await this.mint.restore(serialize(op.outputs))
-        if (again.size > 0) return this.settleRestored(op, again)
-      }
-      // spent by an earlier attempt whose answer was lost?
-      for (const s of await this.recoverRetiredSpending(spent)) {
-        spent.delete(s)
-        accounted++
-      }
+    if (spent.size > 0 && uncertain) {
+      // it may have landed between the restore and the state check
+      const again = await this.mint.restore(serialize(op.outputs))
+      if (again.size > 0) return this.settleRestored(op, again)
     }
-    // with any input spent, this swap can never happen any more
-    const retire = uncertain && spent.size === 0 && accounted === 0
-    await this.store.update((d) => revert(d, op, spent, { retire }))
+    const { accounted, retire } = await this.undo(op, spent, uncertain)
     this.log(
       spent.size > 0
         ? `interrupted ${op.purpose} ${op.id}: ${spent.size} input(s) were spent elsewhere; the rest are spendable again`
@@ -531,19 +521,9 @@ export class Wallet {
     const states = await this.mint.states(op.inputs)
     if ([...states.values()].includes('PENDING')) return false
     const spent = new Set(op.inputs.filter((s) => states.get(s) === 'SPENT'))
-    let accounted = 0
-    if (spent.size > 0) {
-      // it may have been paid between the quote check and the state check
-      if (uncertain && (await this.mint.api.checkMeltQuote(op.quote)).state !== MeltQuoteState.UNPAID) return this.recoverMelt(op, false)
-      // spent by an earlier attempt whose answer was lost?
-      for (const s of await this.recoverRetiredSpending(spent)) {
-        spent.delete(s)
-        accounted++
-      }
-    }
-    // with any input spent, this melt can never happen any more
-    const retire = uncertain && spent.size === 0 && accounted === 0
-    await this.store.update((d) => revert(d, op, spent, { retire }))
+    // it may have been paid between the quote check and the state check
+    if (spent.size > 0 && uncertain && (await this.mint.api.checkMeltQuote(op.quote)).state !== MeltQuoteState.UNPAID) return this.recoverMelt(op, false)
+    const { retire } = await this.undo(op, spent, uncertain)
     this.log(
       spent.size > 0
         ? `melt ${op.quote} was not paid; ${spent.size} of its inputs were spent elsewhere, the rest are spendable again`
@@ -552,6 +532,26 @@ export class Wallet {
           : `melt ${op.quote} was not paid; its inputs are spendable again`,
     )
     return true
+  }
+
+  /**
+   * Revert a swap or melt that did not happen. Inputs an earlier attempt
+   * (answer lost) spent are recovered through that attempt and counted in
+   * `accounted`; an uncertain one with no input spent is retired, keeping its
+   * outputs in case its request still reaches the mint. With any input spent
+   * it can never happen any more.
+   */
+  private async undo(op: SwapOp | MeltOp, spent: Set<string>, uncertain: boolean): Promise<{ accounted: number; retire: boolean }> {
+    let accounted = 0
+    if (spent.size > 0) {
+      for (const s of await this.recoverRetiredSpending(spent)) {
+        spent.delete(s)
+        accounted++
+      }
+    }
+    const retire = uncertain && spent.size === 0 && accounted === 0
+    await this.store.update((d) => revert(d, op, spent, { retire }))
+    return { accounted, retire }
   }
 
   private async unblindAll(outputs: ReadonlyArray<JournalOutput>, sigs: Map<string, SerializedBlindedSignature> | ReadonlyArray<SerializedBlindedSignature | undefined>): Promise<Array<Proof | undefined>> {
