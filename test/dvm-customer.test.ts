@@ -32,7 +32,10 @@ async function provider(opts: Partial<RelayJobServiceOptions> & { kind?: number;
   const pool = new RelayPool({ crypto, relays: devnet().relays })
   cleanup.push(() => pool.close())
   const kind = opts.kind ?? 5050
-  const service = new RelayJobService({ identity, relays: pool, kinds: [kind], processor: new EchoProcessor(), crypto, rateLimit: false, ...opts })
+  // A paid provider takes only requests addressed to it: other test files publish
+  // requests to anyone on this relay, and the devnet mint pays every invoice at once.
+  const paid = opts.pricing ? { acceptUnaddressed: false } : {}
+  const service = new RelayJobService({ identity, relays: pool, kinds: [kind], processor: new EchoProcessor(), crypto, rateLimit: false, ...paid, ...opts })
   await service.start()
   cleanup.push(() => service.stop())
   if (opts.announce) {

@@ -80,6 +80,9 @@ async function provider(opts: Partial<RelayJobServiceOptions> & { relays?: strin
     processor: new EchoProcessor(),
     crypto: await nostrCrypto(),
     rateLimit: false,
+    // A paid provider takes only requests addressed to it: other test files publish
+    // requests to anyone on this relay, and the devnet mint pays every invoice at once.
+    ...(opts.pricing ? { acceptUnaddressed: false } : {}),
     ...opts,
     relays: pool,
     onActivity: (a) => activity.push(a),

@@ -16,6 +16,7 @@ import { RelayPool } from '../src/nostr/relay-client.js'
 import { RelayJobService, type JobActivity, type RelayJobServiceOptions } from '../src/provider/relay-jobs.js'
 import { RefundLedger, REFUND_LEDGER_FILE, type RefundEntry } from '../src/provider/refund-ledger.js'
 import { Refunds } from '../src/provider/refunds.js'
+import { WalletJobPayments, type JobPayments } from '../src/provider/job-payments.js'
 import { runRelayJob, type CustomerEvent, type JobSpec, type PayInvoice } from '../src/customer/relay-job.js'
 import { Wallet } from '../src/payments/wallet.js'
 import { until } from './helpers/until.js'
@@ -88,6 +89,9 @@ async function provider(opts: Partial<RelayJobServiceOptions> & { identity?: Ide
     signingThread: false,
     pricing: { perJob: PRICE },
     mintUrl: devnet().mint,
+    // Other test files publish requests to anyone on this relay, and the devnet mint
+    // pays every invoice at once: answering them would put sats in these wallets.
+    acceptUnaddressed: false,
     ...opts,
     onActivity: (a) => activity.push(a),
     log: (l) => logs.push(l),
@@ -235,6 +239,32 @@ describe('refunds of paid relay jobs', () => {
     await p.service.stop()
     await expect(running).rejects.toThrow(`the provider is shutting down; ${PRICE} sats were refunded to your wallet`)
     expect(await balance(payer)).toBe(before)
+  })
+
+  it('refunds an invoice the mint counts paid although the job was stopped before its bolt11 went out', async () => {
+    const wallet = await providerWallet('prov-instant')
+    const real = new WalletJobPayments({ mintUrl: devnet().mint, wallet, pollMs: 100 })
+    let stop = (): void => undefined
+    const payments: JobPayments = {
+      acceptToken: (token, min, id) => real.acceptToken(token, min, id),
+      // The provider stops in the instant the mint answers with the invoice.
+      invoice: async (sats, signal) => {
+        const invoice = await real.invoice(sats, signal)
+        stop()
+        return invoice
+      },
+    }
+    const p = await provider({ wallet, payments })
+    stop = () => void p.service.stop()
+    const c = await customer()
+    const before = await balance(payer)
+    await expect(c.run({ text: 'stopped at the invoice', provider: p.identity.pubkey, bidMsats: PRICE * 1000 }, { pay: async () => {} })).rejects.toThrow(
+      `the provider is shutting down; ${PRICE} sats were refunded to your wallet`,
+    )
+    expect(c.events.some((e) => e.type === 'payment-required')).toBe(false)
+    // The devnet mint settles its own invoices: the provider was paid although nobody saw the bolt11, and gave it back.
+    expect(await balance(payer)).toBe(before + PRICE)
+    expect(await balance(wallet)).toBe(0)
   })
 
   it('keeps the token from anyone but the customer, even for a plain request', async () => {

@@ -113,6 +113,9 @@ export class WalletJobPayments implements JobPayments {
         timeoutMs: MINT_AFTER_PAYMENT_MS,
         pollMs,
         onInvoice: (bolt11, quoteId) => {
+          // Abandoned before the mint answered: nobody will see this bolt11, so nobody
+          // can pay it. It is not watched; the wallet keeps the quote until it expires.
+          if (stop.signal.aborted) return Promise.reject(new PaymentRefused('the invoice was no longer wanted when the mint made it'))
           invoiceGiven = true
           const paid = watchQuote({ mintUrl: this.opts.mintUrl, quoteId, pollMs, deadline: Date.now() + timeoutMs, signal: stop.signal })
             .then((outcome) => {

@@ -455,9 +455,12 @@ export class RelayJobService {
     const unpaid = paymentTimeoutMs === untilExpiry ? 'the invoice was not paid before the request expired' : 'the invoice was not paid in time'
     await this.whileWaiting(() => withTimeout(job.abort.signal, paymentTimeoutMs, unpaid, async (signal) => {
       const invoice = await payments.invoice(sats, signal)
-      signal.throwIfAborted()
-      this.activity({ type: 'payment-required', id: request.id, sats, bolt11: invoice.bolt11 })
-      await this.feedback(job, { status: 'payment-required', amountMsats: msats, bolt11: invoice.bolt11, extra: `pay ${sats} sats to start the job` })
+      if (!signal.aborted) {
+        this.activity({ type: 'payment-required', id: request.id, sats, bolt11: invoice.bolt11 })
+        await this.feedback(job, { status: 'payment-required', amountMsats: msats, bolt11: invoice.bolt11, extra: `pay ${sats} sats to start the job` })
+      }
+      // Even when the job is already over, this takes one last look: money that did
+      // arrive resolves it, is recorded as paid below, and goes back as a refund.
       await invoice.settled(signal)
     }))
     job.paidMsats = msats
