@@ -60,12 +60,13 @@ async function watchWrites(): Promise<void> {
   const { WireStream } = await import('../../src/wire/stream.js')
   if (process.env.BENCH_EXPERIMENT_WRITEV) experimentWritev(WireStream.prototype)
   if (!process.env.BENCH_DEBUG_FRAMES) return
-  const proto = WireStream.prototype as unknown as { _write(chunk: Buffer, enc: string, cb: () => void): void }
-  const orig = proto._write
-  proto._write = function (chunk, enc, cb) {
+  // every chunk handed to the framing, whether it came through _write or _writev
+  const proto = WireStream.prototype as unknown as { writeFrames(chunk: Buffer): Promise<void> }
+  const orig = proto.writeFrames
+  proto.writeFrames = function (chunk) {
     const bucket = 2 ** Math.ceil(Math.log2(Math.max(1, chunk.length)))
     writeSizes.set(bucket, (writeSizes.get(bucket) ?? 0) + 1)
-    return orig.call(this, chunk, enc, cb)
+    return orig.call(this, chunk)
   }
 }
 
