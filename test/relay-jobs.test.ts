@@ -28,7 +28,7 @@ import { PartialStream } from '../src/provider/partial-stream.js'
 import { runChain, runRelayJob, type CustomerEvent, type JobSpec, type PayInvoice } from '../src/customer/relay-job.js'
 import { startMint, type RunningMint } from '../src/devnet/mint.js'
 import { Wallet } from '../src/payments/wallet.js'
-import { encodeToken } from '../src/payments/token.js'
+import { decodeToken, encodeToken } from '../src/payments/token.js'
 import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 import { MintKeyCache } from '../src/payments/mint-keys.js'
 import { ReceivedStore } from '../src/payments/received-store.js'
@@ -738,6 +738,26 @@ describe('paid relay jobs (own mint, invoices paid only by melt)', () => {
     await expect(again.run({ text: 'paid twice?', provider: p.identity.pubkey, encrypt: true, params: { cashu: token } })).rejects.toThrow(/could not be received|spent/)
   })
 
+  it('without offline verification, swaps proofs locked to its payment key into its wallet; a lock to another key is refused untouched', async () => {
+    const paymentKey = await loadOrCreatePaymentKey(join(dir, 'prov-swap-locked'))
+    const wallet = await providerWallet('prov-swap-locked-wallet')
+    const p = await provider({ pricing: { perJob: 3 }, wallet, mintUrl: mint.url, paymentPrivkey: paymentKey.privkey })
+    const refund = await loadOrCreatePaymentKey(join(dir, 'payer-refund'))
+    const lockTo = async (payee: string): Promise<string> =>
+      encodeToken(mint.url, await payer.lockForPayee({ amount: 3, payeePubkey: payee, locktime: nowSeconds() + 3600, refundPubkey: refund.pubkey }))
+    const c = await customer()
+    const out = await c.run({ text: 'locked, swapped', provider: p.identity.pubkey, params: { cashu: await lockTo(paymentKey.pubkey) } })
+    expect(out.content).toBe('locked, swapped')
+    expect((await wallet.balance()).balance).toBe(3)
+    const someoneElse = await loadOrCreatePaymentKey(join(dir, 'someone-else'))
+    const elsewhere = await lockTo(someoneElse.pubkey)
+    await expect(c.run({ text: 'not yours', provider: p.identity.pubkey, params: { cashu: elsewhere } })).rejects.toThrow(/locked to another key/)
+    expect((await wallet.balance()).balance).toBe(3)
+    // Untouched: the key it is locked to can still spend it.
+    const theirs = await providerWallet('someone-else-wallet')
+    expect(await theirs.receive(elsewhere, { privkey: someoneElse.privkey })).toMatchObject({ amount: 3 })
+  })
+
   it('verifies 1-sat proofs locked to its payment key offline, and refuses a short token untouched', async () => {
     const provDir = join(dir, 'prov-locked')
     const paymentKey = await loadOrCreatePaymentKey(provDir)
@@ -765,6 +785,14 @@ describe('paid relay jobs (own mint, invoices paid only by melt)', () => {
     expect(store.counts({ sessionId: out.id }).held).toBe(3)
     expect(settled).toEqual([out.id])
     await expect(c.run({ text: 'too little', provider: p.identity.pubkey, params: { cashu: await lock(2) } })).rejects.toThrow(/holds 2 sats; this job costs 3/)
+    // One proof twice: the first copy is taken, the second refused as a replay. What was
+    // taken is owed back (the wallet is empty until the held proofs are redeemed).
+    const [a, b] = decodeToken(await lock(2)).proofs
+    const doubled = c.run({ text: 'doubled', provider: p.identity.pubkey, params: { cashu: encodeToken(mint.url, [a!, b!, b!]) } })
+    await expect(doubled).rejects.toThrow(/a proof in the token was refused: .*already received; the 2 sats paid are owed back to you/)
+    const id = c.events.filter((e) => e.type === 'published').at(-1)!.id
+    expect(store.counts({ sessionId: id }).held).toBe(2)
+    expect(p.activity).toContainEqual(expect.objectContaining({ type: 'refund-owed', id, sats: 2 }))
   })
 })
 

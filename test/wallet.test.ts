@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net'
 import { CashuMint, MintOperationError, getDecodedToken, getEncodedToken, hasValidDleq, type MintKeys, type Proof } from '@cashu/cashu-ts'
 import { bytesToHex } from '@noble/hashes/utils.js'
 import { Wallet } from '../src/payments/wallet.js'
+import { encodeToken } from '../src/payments/token.js'
 import { randomOutput } from '../src/payments/lock.js'
 import { parseP2PKSecret, pubkeyOf, withWitness } from '../src/payments/p2pk.js'
 import { storePath, type Operation, type WalletFile } from '../src/payments/proof-store.js'
@@ -227,6 +228,21 @@ describe('locking 1-sat proofs for a payee', () => {
     expect(await w.balance()).toEqual({ balance: 17, pending: 0, locked: 0 })
   })
 
+  it('the payee receives proofs locked to its key with that key; without it, or with another, nothing changes', async () => {
+    const w = await newWallet(tempDir())
+    await w.fund(10, { pollMs: 50 })
+    const payeeSk = privkey()
+    const token = encodeToken(mintUrl(), await w.lockForPayee({ amount: 6, payeePubkey: pubkeyOf(payeeSk), locktime: nowSec() + 600, refundPubkey: pubkeyOf(privkey()) }))
+    const payee = await newWallet(tempDir())
+    await expect(payee.receive(token)).rejects.toThrow(/P2PK-locked proofs; only the holder of the lock key/)
+    await expect(payee.receive(token, { privkey: privkey() })).rejects.toThrow(/locked to another key/)
+    expect(await payee.balance()).toEqual({ balance: 0, pending: 0, locked: 0 })
+    expect(await payee.receive(token, { privkey: payeeSk })).toMatchObject({ amount: 6 })
+    expect(await payee.balance()).toEqual({ balance: 6, pending: 0, locked: 0 })
+    // spent now: the same token cannot be taken twice
+    await expect(payee.receive(token, { privkey: payeeSk })).rejects.toThrow(/already received by this wallet/)
+  })
+
   it('splits a lock larger than the mint allows per request into a few swaps', async () => {
     const calls: Operation[] = []
     const w = await newWallet(tempDir(), { maxBatch: 30, hooks: { afterMintCall: (op) => void calls.push(op) } })
@@ -302,6 +318,19 @@ describe('crash recovery', () => {
       expect(hasValidDleq(l.proof, keys)).toBe(true)
     }
     expect(await w.balance()).toEqual({ balance: 0, pending: 100, locked: 100 })
+  })
+
+  it('a locked token received by a process that died after the mint signed is in the payee\'s wallet on load()', async () => {
+    const payer = await newWallet(tempDir())
+    await payer.fund(5, { pollMs: 50 })
+    const payeeSk = privkey()
+    const token = encodeToken(mintUrl(), await payer.lockForPayee({ amount: 5, payeePubkey: pubkeyOf(payeeSk), locktime: nowSec() + 600, refundPubkey: pubkeyOf(privkey()) }))
+    const dir = tempDir()
+    await crashDuring(dir, 'afterMintCall', 'swap', `receive(${JSON.stringify(token)}, { privkey: ${JSON.stringify(payeeSk)} })`)
+    expect(readStore(dir).ops.map((op) => op.kind)).toEqual(['swap'])
+    const w = await newWallet(dir)
+    expect(readStore(dir).ops).toHaveLength(0)
+    expect(await w.balance()).toEqual({ balance: 5, pending: 0, locked: 0 })
   })
 
   it('a lock swap that never reached the mint gives the inputs back on load()', async () => {

@@ -182,6 +182,28 @@ function serialize(outputs: ReadonlyArray<JournalOutput>): SerializedBlindedMess
   return outputs.map((o) => ({ amount: o.amount, id: o.id, B_: o.B_ }))
 }
 
+/**
+ * For a token with P2PK-locked proofs: checks each can be spent with `privkey`
+ * alone (its lock key, one signature, inputs-only) and returns what adds the
+ * witness. Throws a sentence saying why not; undefined when nothing is locked.
+ */
+function lockedProofSigner(proofs: ReadonlyArray<Proof>, privkey: string | Uint8Array | undefined): ((p: Proof) => Proof) | undefined {
+  const locked = proofs.filter((p) => claimsP2PKLock(p.secret))
+  if (locked.length === 0) return undefined
+  if (privkey === undefined) throw new Error('this token holds P2PK-locked proofs; only the holder of the lock key can redeem them')
+  const mine = pubkeyOf(privkey)
+  for (const p of locked) {
+    const parsed = parseP2PKSecret(p.secret)
+    if (!parsed.ok) throw new Error(`this token holds a locked proof that cannot be redeemed: ${parsed.reason}`)
+    if (![parsed.secret.pubkey, ...parsed.secret.extraPubkeys].some((k) => sameXOnly(k, mine))) throw new Error('this token holds proofs locked to another key; they cannot be redeemed with this one')
+    if (parsed.secret.sigflag !== 'SIG_INPUTS' || parsed.secret.nSigs > 1) {
+      throw new Error('this token holds proofs that need more than one signature or signed outputs (SIG_ALL); they are not accepted')
+    }
+  }
+  const signer = new SchnorrSigner(privkey)
+  return (p) => (claimsP2PKLock(p.secret) ? withWitness(p, signer) : p)
+}
+
 interface SwapPlan {
   purpose: SwapPurpose
   /** proofs from this store */
@@ -875,9 +897,11 @@ export class Wallet {
 
   /**
    * Receive a V4 or V3 token from this wallet's mint: swap its proofs for new
-   * ones at the mint, so the sender can no longer spend them.
+   * ones at the mint, so the sender can no longer spend them. Proofs P2PK-locked
+   * (NUT-11) to `opts.privkey`'s key are signed with it; the swap is journaled
+   * like any other, so a crash after the mint signed loses nothing.
    */
-  async receive(token: string): Promise<ReceiveResult> {
+  async receive(token: string, opts: { privkey?: string | Uint8Array } = {}): Promise<ReceiveResult> {
     const decoded = decodeToken(token)
     if (!sameMint(decoded.mint, this.mintUrl)) {
       throw new Error(
@@ -886,9 +910,7 @@ export class Wallet {
       )
     }
     if (decoded.unit !== 'sat') throw new Error(`this token is in unit "${decoded.unit}"; this wallet holds sats only`)
-    if (decoded.proofs.some((p) => claimsP2PKLock(p.secret))) {
-      throw new Error('this token holds P2PK-locked proofs; only the holder of the lock key can redeem them')
-    }
+    const sign = lockedProofSigner(decoded.proofs, opts.privkey)
     const file = await this.store.refresh()
     const index = indexBySecret(file)
     const amount = sumAmounts(decoded.proofs)
@@ -916,7 +938,7 @@ export class Wallet {
     if (amount - fee <= 0) throw new Error(`this token is worth ${amount} sats, not more than the mint's fee of ${fee} to receive it`)
     const outputs = await this.keepOutputs(amount - fee)
     try {
-      await this.runSwap({ purpose: 'receive', inputs: [], foreign: decoded.proofs, outputs, ...(decoded.memo ? { memo: decoded.memo } : {}) })
+      await this.runSwap({ purpose: 'receive', inputs: [], foreign: decoded.proofs, outputs, ...(sign ? { sign } : {}), ...(decoded.memo ? { memo: decoded.memo } : {}) })
     } catch (err) {
       // an earlier attempt whose answer was lost may have received it after all (see RetiredOp)
       const index = indexBySecret(await this.store.refresh())

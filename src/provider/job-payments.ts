@@ -1,4 +1,3 @@
-import { CashuMint, CashuWallet, type Proof } from '@cashu/cashu-ts'
 import { decodeToken, sameMint, type DecodedToken } from '../payments/token.js'
 import { watchQuote } from './invoice-watch.js'
 
@@ -45,8 +44,8 @@ export interface JobPayments {
 /** What the provider's wallet offers (the project's Wallet fits). */
 export interface JobWallet {
   fund(amount: number, opts: { onInvoice?: (bolt11: string, quoteId: string) => void | Promise<void>; timeoutMs?: number; pollMs?: number }): Promise<unknown>
-  receive(token: string): Promise<{ amount: number }>
-  addProofs(proofs: ReadonlyArray<Proof>): Promise<unknown>
+  /** swap a token's proofs for the wallet's own, journaled; `privkey` signs proofs locked to its key */
+  receive(token: string, opts?: { privkey?: string }): Promise<{ amount: number }>
 }
 
 /** Offline verification of locked 1-sat proofs (the project's TickVerifier fits). */
@@ -58,6 +57,13 @@ export interface OfflineProofAcceptor {
 
 export class PaymentRefused extends Error {
   override name = 'PaymentRefused'
+  /**
+   * @param receivedSats what was taken before the payment fell short (fees, a
+   *   replayed proof among fresh ones): the caller owes it back.
+   */
+  constructor(message: string, readonly receivedSats = 0) {
+    super(message)
+  }
 }
 
 export interface WalletJobPaymentsOptions {
@@ -88,8 +94,6 @@ function isP2PKSecret(secret: string): boolean {
 }
 
 export class WalletJobPayments implements JobPayments {
-  private lockedSwapper: CashuWallet | undefined
-
   constructor(private readonly opts: WalletJobPaymentsOptions) {}
 
   invoice(sats: number, signal?: AbortSignal): Promise<Invoice> {
@@ -173,14 +177,14 @@ export class WalletJobPayments implements JobPayments {
     if (!sameMint(token.mint, this.opts.mintUrl)) {
       throw new PaymentRefused(`only 1-sat proofs locked to this provider's payment key are taken from ${token.mint}; other tokens must come from ${this.opts.mintUrl}`)
     }
-    if (locked.some(Boolean)) return this.swapLocked(token, minSats)
+    if (locked.some(Boolean)) return this.swapLocked(encoded, minSats)
     let got: number
     try {
       got = (await this.opts.wallet.receive(encoded)).amount
     } catch (err) {
       throw new PaymentRefused(`the token could not be received: ${(err as Error).message}`)
     }
-    if (got < minSats) throw new PaymentRefused(`the token was worth ${got} sats after the mint's fees; this job costs ${minSats} (the ${got} sats were kept; send the rest)`)
+    if (got < minSats) throw new PaymentRefused(`the token was worth ${got} sats after the mint's fees; this job costs ${minSats}`, got)
     return got
   }
 
@@ -193,8 +197,9 @@ export class WalletJobPayments implements JobPayments {
     let got = 0
     try {
       for (const p of token.proofs) {
-        const v = await offline.accept(jobId, p, token.mint)
-        if (!v.ok) throw new PaymentRefused(`a proof in the token was refused: ${v.reason}`)
+        const v = await offline.accept(jobId, p, token.mint).catch((err: Error) => ({ ok: false as const, reason: `it could not be stored (${err.message})` }))
+        // the ones stored before it are taken (and redeemed): they are owed back
+        if (!v.ok) throw new PaymentRefused(`a proof in the token was refused: ${v.reason}`, got)
         got += p.amount
       }
     } finally {
@@ -203,20 +208,16 @@ export class WalletJobPayments implements JobPayments {
     return got
   }
 
-  private async swapLocked(token: DecodedToken, minSats: number): Promise<number> {
+  /** Proofs locked to the payment key, swapped online through the wallet (journaled, so a crash loses nothing). */
+  private async swapLocked(encoded: string, minSats: number): Promise<number> {
     if (!this.opts.paymentPrivkey) throw new PaymentRefused('this provider cannot redeem locked proofs online; send unlocked ecash in an encrypted request')
-    this.lockedSwapper ??= new CashuWallet(new CashuMint(this.opts.mintUrl), { unit: 'sat' })
-    let proofs: Proof[]
+    let got: number
     try {
-      await this.lockedSwapper.loadMint()
-      if (this.lockedSwapper.getFeesForProofs(token.proofs) > 0) throw new Error('the keyset charges input fees, which this provider does not take')
-      proofs = await this.lockedSwapper.receive({ mint: token.mint, unit: token.unit, proofs: token.proofs }, { privkey: this.opts.paymentPrivkey })
+      got = (await this.opts.wallet.receive(encoded, { privkey: this.opts.paymentPrivkey })).amount
     } catch (err) {
-      throw new PaymentRefused(`the mint refused the token (${(err as Error).message}); it may be spent already or locked to another key`)
+      throw new PaymentRefused(`the token could not be received: ${(err as Error).message}`)
     }
-    await this.opts.wallet.addProofs(proofs)
-    const got = proofs.reduce((n, p) => n + p.amount, 0)
-    if (got < minSats) throw new PaymentRefused(`the token was worth ${got} sats; this job costs ${minSats}`)
+    if (got < minSats) throw new PaymentRefused(`the token was worth ${got} sats after the mint's fees; this job costs ${minSats}`, got)
     return got
   }
 }

@@ -441,7 +441,14 @@ export class RelayJobService {
     const token = request.params.cashu
     if (token !== undefined) {
       // The whole token is taken (change is not given back): customers send the price exactly.
-      const got = await payments.acceptToken(token, sats, request.id)
+      const got = await payments.acceptToken(token, sats, request.id).catch(async (err: unknown) => {
+        // Part of it was taken before it fell short: that part is refunded like a failed job.
+        if (err instanceof PaymentRefused && err.receivedSats > 0) {
+          job.paidMsats = err.receivedSats * 1000
+          await this.refunds?.paid(request.id, request.customer, err.receivedSats, request.encryption ?? 'nip44')
+        }
+        throw err
+      })
       job.paidMsats = got * 1000
       await this.refunds?.paid(request.id, request.customer, got, request.encryption ?? 'nip44')
       this.activity({ type: 'paid', id: request.id, sats: got, via: 'cashu' })
