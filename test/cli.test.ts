@@ -25,7 +25,7 @@ describe('every command', () => {
 })
 
 describe('the data-path commands', () => {
-  it.each(['dvm-agent', 'dvm-session'])('%s starts node with the young-generation size the tunnel needs', async (bin) => {
+  it.each(['dvm-agent', 'dvm-session'])('%s starts node with the heap sizes the tunnel needs', async (bin) => {
     // what npm's bin link executes: the shebang line
     expect(readFileSync(`bin/${bin}.ts`, 'utf8').split('\n')[0]).toBe(DATA_PATH_SHEBANG)
     const help = procs.spawn(process.execPath, [...DATA_PATH_NODE_FLAGS, ...tsArgs(`bin/${bin}.ts`, '--help')])
