@@ -8,7 +8,14 @@ import { Wallet } from '../src/payments/wallet.js'
 import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 import { reclaimExpiredLocks } from '../src/customer/wallet-funds.js'
 import { listWalletMints } from '../src/payments/proof-store.js'
-import { decodeToken, normalizeMintUrl } from '../src/payments/token.js'
+import { decodeToken, normalizeMintUrl, sameMint } from '../src/payments/token.js'
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { collect } from '../src/cli/collect.js'
+import { findRefunds } from '../src/customer/refund-claims.js'
+import { loadOrCreateIdentity } from '../src/identity/nostr-key.js'
+import { loadNostrCrypto } from '../src/nostr/events.js'
+import { RelayPool } from '../src/nostr/relay-client.js'
 
 const NAME = 'dvm-wallet'
 
@@ -27,7 +34,7 @@ const qrcode = createRequire(import.meta.url)('qrcode-terminal') as {
   generate(text: string, opts: { small: boolean }, cb: (qr: string) => void): void
 }
 
-const program = createProgram(NAME, 'Cashu ecash wallet kept in the data dir: balance, fund, send, receive, melt.')
+const program = createProgram(NAME, 'Cashu ecash wallet kept in the data dir: balance, fund, send, receive, melt, refunds.')
 addGlobalOptions(program)
 program
   .addOption(new Option('--mint <url>', 'the mint this wallet uses (default: the devnet mint with --devnet, else the only mint the data dir has a wallet for)').env('DVM_MINT'))
@@ -204,6 +211,70 @@ program
           ? `paid ${res.amount} sats (fee ${res.feePaid})${res.preimage ? `, preimage ${res.preimage}` : ''}; balance ${b.balance} sats`
           : `payment pending at the mint; ${b.pending} sats stay pending until it settles (run balance later)`,
       )
+    }),
+  )
+
+program
+  .command('refunds')
+  .description('find refunds providers sent for your relay jobs after you stopped waiting (timeout, Ctrl-C, a provider that paid later) and receive them')
+  .option('--days <n>', 'how far back to look', '30')
+  .addOption(new Option('--relay <url>', 'relay to ask (repeatable or comma-separated; default: the devnet relay)').argParser(collect).default([]))
+  .action(
+    run(async (opts: { days: string; relay: string[] }, cmd: Command) => {
+      const days = Number(opts.days)
+      if (!/^\d+$/.test(opts.days) || days < 1 || days > 3650) throw new Error(`--days must be a whole number from 1 to 3650, got "${opts.days}"`)
+      const globals = resolveGlobals(cmd.optsWithGlobals<WalletGlobals>())
+      const relays = opts.relay.length > 0 ? opts.relay : (globals.devnet?.relays ?? [])
+      if (relays.length === 0) throw new Error('no relays: pass --relay=wss://… (the ones you ran dvm-customer with) or --devnet=<dir>')
+      // Refunds are encrypted to the key dvm-customer uses: the one in this data dir.
+      if (!existsSync(join(globals.dataDir, 'nostr.key'))) throw new Error(`no Nostr key in ${globals.dataDir}: refunds go to the key dvm-customer used; pass the same --data-dir`)
+      const identity = await loadOrCreateIdentity(globals.dataDir)
+      const ctx = await open(cmd)
+      const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays })
+      try {
+        if (!(await pool.waitConnected(5000))) throw new Error(`cannot reach any relay (${relays.join(', ')}); check --relay`)
+        const { refunds, unreadable } = await findRefunds({ pool, identity, since: Math.floor(Date.now() / 1000) - days * 86_400 })
+        const results: Array<Record<string, unknown>> = []
+        const say = (r: Record<string, unknown>, human: string): void => {
+          results.push(r)
+          if (!ctx.json) ctx.say(`job ${String(r.job).slice(0, 12)}…: ${human}`)
+        }
+        let received = 0
+        for (const r of refunds) {
+          const base = { job: r.jobId, provider: r.provider, amountMsats: r.msats }
+          let mint: string
+          try {
+            mint = decodeToken(r.token).mint
+          } catch (err) {
+            say({ ...base, state: 'unreadable', reason: (err as Error).message }, `a refund whose token is unusable: ${(err as Error).message}`)
+            continue
+          }
+          if (!sameMint(mint, ctx.wallet.mintUrl)) {
+            say({ ...base, state: 'other-mint', mint, token: r.token }, `a refund from mint ${mint}; receive it with --mint ${mint}: ${r.token}`)
+            continue
+          }
+          try {
+            const got = await ctx.wallet.receive(r.token)
+            received += got.amount
+            say({ ...base, state: 'received', sats: got.amount }, `received a refund of ${got.amount} sats`)
+          } catch (err) {
+            const reason = (err as Error).message
+            // The wallet tells a token it took before from one spent elsewhere.
+            if (/already received by this wallet/.test(reason)) say({ ...base, state: 'already-received' }, 'refund already in this wallet')
+            else if (/already spent/.test(reason)) say({ ...base, state: 'spent', reason }, 'refund already spent (received by another wallet?)')
+            else say({ ...base, state: 'failed', reason, token: r.token }, `refund not received (${reason}); the token: ${r.token}`)
+          }
+        }
+        for (const u of unreadable) say({ job: u.jobId, provider: u.provider, amountMsats: u.msats, state: 'unreadable', reason: u.reason }, `a refund that ${u.reason}`)
+        const b = await ctx.wallet.balance()
+        emit(
+          ctx,
+          { type: 'refunds', mint: ctx.wallet.mintUrl, found: refunds.length, received, balance: b.balance, refunds: results },
+          `${refunds.length} refund${refunds.length === 1 ? '' : 's'} found; ${received} sats received; balance ${b.balance} sats`,
+        )
+      } finally {
+        pool.close()
+      }
     }),
   )
 

@@ -10,9 +10,10 @@ import { EchoProcessor } from '../src/processors/echo.js'
 import type { Processor } from '../src/processors/types.js'
 import { loadNostrCrypto } from '../src/nostr/events.js'
 import { RelayPool } from '../src/nostr/relay-client.js'
-import { RelayJobService, type RelayJobServiceOptions } from '../src/provider/relay-jobs.js'
+import { RelayJobService, type JobActivity, type RelayJobServiceOptions } from '../src/provider/relay-jobs.js'
 import { Announcer } from '../src/provider/announce.js'
 import { Wallet } from '../src/payments/wallet.js'
+import { until } from './helpers/until.js'
 
 const procs = useProcs()
 const cleanup: Array<() => unknown> = []
@@ -137,6 +138,41 @@ describe('dvm-customer (relay mode, devnet)', () => {
     // The devnet mint paid its own invoice, so the customer spent nothing and now holds the refund.
     expect((await payer.balance()).balance).toBe(7)
     expect((await wallet.balance()).balance).toBe(0)
+  })
+
+  it('dvm-wallet refunds receives a refund that came after the customer stopped waiting, once', async () => {
+    const dir = await tempDir()
+    const wallet = new Wallet({ dataDir: await tempDir(), mintUrl: devnet().mint })
+    await wallet.load()
+    const activity: JobActivity[] = []
+    const echo = new EchoProcessor()
+    const stuck: Processor = {
+      start: () => echo.start(),
+      describe: () => echo.describe(),
+      async *run(_job, signal) {
+        await new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
+      },
+    }
+    const p = await provider({ pricing: { perJob: 7 }, wallet, mintUrl: devnet().mint, processor: stuck, jobTimeoutMs: 1500, onActivity: (a) => activity.push(a) })
+    // The customer pays, then is gone (killed) before the job times out and is refunded.
+    const proc = procs.spawn(process.execPath, tsArgs('bin/dvm-customer.ts', '--devnet', devnetDir(), '--data-dir', dir, '--provider', p.identity.npub, '--bid', '7000', '--json', 'never finishes'), { timeoutMs: 40_000 })
+    await proc.waitFor(/"type":"(already-)?paid"/)
+    proc.signal('SIGKILL', true)
+    await proc.exited
+    await until(() => activity.some((a) => a.type === 'refunded'), 10_000)
+
+    const refunds = async () => {
+      const r = procs.spawn(process.execPath, tsArgs('bin/dvm-wallet.ts', '--devnet', devnetDir(), '--data-dir', dir, 'refunds', '--json'), { timeoutMs: 40_000 })
+      expect((await r.exited).code, r.output()).toBe(0)
+      return JSON.parse(r.stdout.trim()) as { found: number; received: number; balance: number; refunds: Array<Record<string, unknown>> }
+    }
+    const first = await refunds()
+    expect(first).toMatchObject({ found: 1, received: 7, balance: 7 })
+    expect(first.refunds).toEqual([expect.objectContaining({ provider: p.identity.pubkey, amountMsats: 7000, state: 'received', sats: 7 })])
+    // Asked again: the token is recognised, nothing is counted twice.
+    const again = await refunds()
+    expect(again).toMatchObject({ found: 1, received: 0, balance: 7 })
+    expect(again.refunds).toEqual([expect.objectContaining({ state: 'already-received' })])
   })
 
   it('exits non-zero with the provider\'s reason on error', async () => {
