@@ -5,8 +5,13 @@
  * file, always run inside ProofStore.update so each is one atomic, durable
  * write. Also input selection, which only looks at proofs.
  */
-import type { Proof } from '@cashu/cashu-ts'
+import type { Proof, SerializedBlindedMessage } from '@cashu/cashu-ts'
 import type { JournalOutput, Operation, ProofState, RetirableOp, SpentReason, StoredProof, WalletFile } from './proof-store.js'
+
+/** Journaled outputs as the mint takes them (blinding factors and secrets stay here). */
+export function serialize(outputs: ReadonlyArray<JournalOutput>): SerializedBlindedMessage[] {
+  return outputs.map((o) => ({ amount: o.amount, id: o.id, B_: o.B_ }))
+}
 
 /** Raised when another process changed the store between planning and journaling. */
 export class StoreConflict extends Error {}

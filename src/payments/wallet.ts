@@ -14,7 +14,8 @@
  * timeout, a crash) keeps its outputs as "retired" until that can no longer
  * happen, so a late landing is recovered too: a swap's new proofs, a melt's
  * change (see RetiredOp in proof-store.ts). A partial restore settles what
- * came back and keeps the rest owed (`swapped`).
+ * came back and keeps the rest owed (`swapped`). That recovery lives in
+ * wallet-recovery.ts; this file is the public Wallet API.
  *
  * Input fees (NUT-02) are paid where the wallet spends proofs. For 1-sat
  * locking the wallet refuses keysets with input_fee_ppk > 0: each tick would
@@ -22,16 +23,7 @@
  * longer be one sat.
  */
 import { randomBytes } from 'node:crypto'
-import {
-  MeltQuoteState,
-  MintQuoteState,
-  NetworkError,
-  type MintKeys,
-  type PartialMeltQuoteResponse,
-  type Proof,
-  type SerializedBlindedMessage,
-  type SerializedBlindedSignature,
-} from '@cashu/cashu-ts'
+import { MeltQuoteState, type MintKeys, type PartialMeltQuoteResponse, type Proof, type SerializedBlindedSignature } from '@cashu/cashu-ts'
 import {
   ProofStore,
   currentOwner,
@@ -44,7 +36,6 @@ import {
   type Operation,
   type OpOwner,
   type ProofState,
-  type RetirableOp,
   type StoredProof,
   type SwapOp,
   type SwapPurpose,
@@ -52,12 +43,13 @@ import {
 } from './proof-store.js'
 import { blindSecret, randomOutput, unblind } from './lock.js'
 import { SchnorrSigner, claimsP2PKLock, makeP2PKSecret, normalizePubkey, parseP2PKSecret, pubkeyOf, sameXOnly, withWitness } from './p2pk.js'
-import { StoreConflict, asInput, dropOp, exactSubset, forgetRetired, indexBySecret, journal, markSpent, pickInputs, revert, settle, spentSecrets } from './wallet-ledger.js'
+import { StoreConflict, asInput, exactSubset, indexBySecret, journal, markSpent, pickInputs, serialize, settle } from './wallet-ledger.js'
 import { decodeToken, encodeToken, sumAmounts } from './token.js'
 import { normalizeMintUrl, sameMint } from './mint-url.js'
 import { proofAmountProblem, splitAmount } from './amounts.js'
 import { MintConnection, MintUnreachableError, describeMintError, isRejection } from './wallet-mint.js'
 import { WaitAborted, abortReason, waitWhileUnpaid } from './quote-wait.js'
+import { WalletRecovery } from './wallet-recovery.js'
 
 export interface WalletHooks {
   /** called after the journal is on disk, just before the request goes to the mint */
@@ -165,21 +157,12 @@ export interface RecoveryReport {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
-/** A rough description of an operation for logs and errors. */
-function describeOp(op: Operation): string {
-  return op.kind === 'swap' ? `${op.purpose} ${op.id}` : `${op.kind} ${op.id} (quote ${op.quote})`
-}
-
 function assertAmount(amount: number, what = 'amount'): void {
   if (!Number.isSafeInteger(amount) || amount <= 0) throw new Error(`${what} must be a whole number of sats above 0, got ${amount}`)
 }
 
 function bitLength(n: number): number {
   return n <= 0 ? 0 : Math.floor(Math.log2(n)) + 1
-}
-
-function serialize(outputs: ReadonlyArray<JournalOutput>): SerializedBlindedMessage[] {
-  return outputs.map((o) => ({ amount: o.amount, id: o.id, B_: o.B_ }))
 }
 
 /**
@@ -229,9 +212,7 @@ export class Wallet {
   private readonly running = new Set<string>()
   private readonly log: (message: string) => void
   private readonly hooks: WalletHooks
-  private readonly retiredGraceMs: number
-  /** retired operations found carried out so far (tells a failed request that its inputs are accounted for) */
-  private retiredRecovered = 0
+  private readonly recovery: WalletRecovery
   private storeRef?: ProofStore
 
   constructor(opts: WalletOptions) {
@@ -244,7 +225,16 @@ export class Wallet {
     })
     this.log = opts.log ?? (() => undefined)
     this.hooks = opts.hooks ?? {}
-    this.retiredGraceMs = opts.retiredGraceMs ?? 10 * 60_000
+    this.recovery = new WalletRecovery({
+      store: () => this.store,
+      mint: this.mint,
+      log: (message) => this.log(message),
+      isMine: (owner) => owner.instance === this.instance && owner.token === this.owner().token,
+      isRunning: (id) => this.running.has(id),
+      retiredGraceMs: opts.retiredGraceMs ?? 10 * 60_000,
+      mintOutputs: (op) => this.mintOutputs(op),
+      unblindAll: (outputs, sigs) => this.unblindAll(outputs, sigs),
+    })
   }
 
   /** Open the store and settle operations a crashed process left behind (best effort: works offline). */
@@ -296,284 +286,10 @@ export class Wallet {
   /**
    * Settle journaled operations nobody is running any more: those of dead
    * processes and those this object gave up on (e.g. after a timeout). Then
-   * look at retired swaps. Mint errors leave everything as it is for the next try.
+   * look at retired swaps and melts. Mint errors leave everything as it is for the next try.
    */
   async recover(): Promise<RecoveryReport> {
-    const file = await this.store.refresh()
-    const report: RecoveryReport = { resolved: 0, unsettled: 0 }
-    let unreachable = false
-    for (const op of file.ops) {
-      const mine = op.owner.instance === this.instance && op.owner.token === this.owner().token
-      if (mine ? this.running.has(op.id) : ownerAlive(op.owner)) continue
-      if (unreachable) {
-        report.unsettled++
-        continue
-      }
-      try {
-        // nobody knows whether its request reached the mint
-        if (await this.recoverOp(op, { uncertain: true })) report.resolved++
-        else report.unsettled++
-      } catch (err) {
-        report.unsettled++
-        // one timeout is enough: do not make `balance` wait once per operation
-        unreachable = err instanceof NetworkError
-        this.log(`could not settle interrupted ${op.kind} ${op.id} yet: ${describeMintError(err)}; it stays pending and is retried on the next start`)
-      }
-    }
-    if (!unreachable) {
-      await this.reviewRetired(report).catch((err: unknown) => {
-        this.log(`could not check operations that timed out earlier: ${describeMintError(err)}; checked again on the next start`)
-      })
-    }
-    return report
-  }
-
-  /**
-   * Returns true when the operation is settled (and gone from the journal).
-   * `uncertain`: its request may have reached the mint (timeout, crash), so
-   * if it looks undone, its outputs are kept in case it still lands.
-   */
-  private async recoverOp(op: Operation, opts: { uncertain: boolean }): Promise<boolean> {
-    if (op.kind === 'mint') return this.recoverMint(op)
-    if (op.kind === 'melt') return this.recoverMelt(op, opts.uncertain)
-    return this.recoverSwap(op, opts.uncertain)
-  }
-
-  private async recoverSwap(op: SwapOp, uncertain: boolean): Promise<boolean> {
-    const sigs = await this.mint.restore(serialize(op.outputs))
-    if (sigs.size > 0) return this.settleRestored(op, sigs)
-    if (op.swapped) return this.stillOwed(op)
-    const secrets = spentSecrets(op)
-    const states = await this.mint.states(secrets)
-    if ([...states.values()].includes('PENDING')) return false
-    const spent = new Set(secrets.filter((s) => states.get(s) === 'SPENT'))
-    if (spent.size > 0 && uncertain) {
-      // it may have landed between the restore and the state check
-      const again = await this.mint.restore(serialize(op.outputs))
-      if (again.size > 0) return this.settleRestored(op, again)
-    }
-    const { accounted, retire } = await this.undo(op, spent, uncertain)
-    this.log(
-      spent.size > 0
-        ? `interrupted ${op.purpose} ${op.id}: ${spent.size} input(s) were spent elsewhere; the rest are spendable again`
-        : accounted > 0
-          ? `interrupted ${op.purpose} ${op.id}: an earlier attempt had already spent its inputs; its new proofs are recovered`
-          : retire
-            ? `interrupted ${op.purpose} ${op.id} has not reached the mint; its inputs are spendable again (its outputs are kept in case it still arrives)`
-            : `${op.purpose} ${op.id} did not happen; its inputs are spendable again`,
-    )
-    return true
-  }
-
-  private async recoverMint(op: MintOp): Promise<boolean> {
-    const sigs = await this.mint.restore(serialize(op.outputs))
-    if (sigs.size > 0) return this.settleRestored(op, sigs)
-    if (op.swapped) return this.stillOwed(op)
-    const quote = await this.mint.api.checkMintQuote(op.quote)
-    if (quote.state === MintQuoteState.PAID) {
-      await this.mintOutputs(op)
-      this.log(`minted ${op.amount} sats for quote ${op.quote}, paid after the wallet stopped waiting`)
-      return true
-    }
-    if (quote.state === MintQuoteState.ISSUED) {
-      // issued to our outputs between the restore and the quote check?
-      const again = await this.mint.restore(serialize(op.outputs))
-      if (again.size > 0) return this.settleRestored(op, again)
-    }
-    const expired = op.expiry !== null && op.expiry * 1000 < Date.now()
-    if (quote.state === MintQuoteState.ISSUED || expired) {
-      await this.store.update((d) => dropOp(d, op.id))
-      this.log(
-        quote.state === MintQuoteState.ISSUED
-          ? `quote ${op.quote} was issued to other outputs; dropping it`
-          : `unpaid quote ${op.quote} expired; dropping it`,
-      )
-      return true
-    }
-    return false // unpaid, not expired: keep waiting for the payer
-  }
-
-  /**
-   * Settle a swap or mint from the signatures a NUT-09 restore returned. True
-   * when all its outputs came back; otherwise the rest stay owed (`swapped`).
-   */
-  private async settleRestored(op: SwapOp | MintOp, sigs: Map<string, SerializedBlindedSignature>): Promise<boolean> {
-    const proofs = await this.unblindAll(op.outputs, sigs)
-    await this.store.update((d) => settle(d, op, proofs, { recovered: true }))
-    const got = proofs.filter((p): p is Proof => !!p)
-    const owed = op.outputs.filter((_, i) => !proofs[i])
-    if (owed.length > 0) {
-      this.log(
-        `the mint restored only ${got.length} of ${op.outputs.length} outputs of ${describeOp(op)}: ${sumAmounts(got)} sats settled; ` +
-          `the other ${owed.length} (${sumAmounts(owed)} sats) stay pending and are asked for again on the next recovery`,
-      )
-      return false
-    }
-    this.log(`recovered interrupted ${describeOp(op)}: ${sumAmounts(got)} sats of new proofs`)
-    return true
-  }
-
-  /** An operation the mint carried out whose remaining outputs it has not returned yet. */
-  private stillOwed(op: Operation): false {
-    this.log(`still waiting for the mint to return ${op.outputs.length} signed output(s) (${sumAmounts(op.outputs)} sats) of ${describeOp(op)}; asked again on the next recovery`)
-    return false
-  }
-
-  /**
-   * Retired swaps and melts (see RetiredOp) that no running operation is
-   * using: settle those the mint carried out after all, forget those that can
-   * no longer happen, and those whose inputs are still unspent once the grace is over.
-   */
-  private async reviewRetired(report: RecoveryReport): Promise<void> {
-    const file = await this.store.refresh()
-    const busy = new Set(file.proofs.filter((p) => p.state === 'pending').map((p) => p.proof.secret))
-    for (const r of file.retired) {
-      if (r.op.inputs.some((s) => busy.has(s))) continue // the operation spending them now settles this
-      const states = [...(await this.mint.states(spentSecrets(r.op))).values()]
-      if (states.includes('PENDING')) continue
-      if (states.includes('SPENT')) {
-        try {
-          if (await this.settleRetired(r.op)) report.resolved++
-        } catch (err) {
-          // e.g. a melt still being paid: the others are independent of it
-          this.log(`could not settle ${describeOp(r.op)}, undone after a timeout, yet: ${describeMintError(err)}; checked again on the next start`)
-        }
-      } else if (Date.now() - r.retiredAt >= this.retiredGraceMs) {
-        await this.store.update((d) => forgetRetired(d, r.op.id))
-      }
-    }
-  }
-
-  /**
-   * A retired operation whose inputs are spent: if the mint carried it out
-   * after all, take in its result (true); otherwise it never can, and is
-   * forgotten (false). Throws while the outcome is still open (a melt being paid).
-   */
-  private async settleRetired(op: RetirableOp): Promise<boolean> {
-    if (op.kind === 'melt') return this.settleRetiredMelt(op)
-    const sigs = await this.mint.restore(serialize(op.outputs))
-    if (sigs.size === 0) {
-      await this.store.update((d) => forgetRetired(d, op.id))
-      return false
-    }
-    this.retiredRecovered++
-    this.log(`the ${op.purpose} ${op.id} that timed out earlier did reach the mint; taking in its new proofs`)
-    await this.settleRestored(op, sigs)
-    return true
-  }
-
-  /**
-   * A melt's change outputs may all be left unsigned (nothing to give back),
-   * so the quote, not the restore, says whether it happened; signed change
-   * says so too (the quote may lag behind the inputs being spent).
-   */
-  private async settleRetiredMelt(op: MeltOp): Promise<boolean> {
-    const quote = await this.mint.api.checkMeltQuote(op.quote)
-    if (quote.state === MeltQuoteState.PENDING) throw new Error(`melt ${op.quote} is still being paid at the mint`)
-    const sigs = await this.mint.restore(serialize(op.outputs))
-    if (quote.state !== MeltQuoteState.PAID && sigs.size === 0) {
-      await this.store.update((d) => forgetRetired(d, op.id))
-      return false
-    }
-    await this.takeInRetiredMelt(op, sigs)
-    return true
-  }
-
-  /** Settle a retired melt that paid: inputs spent, change in. Returns the change in sats. */
-  private async takeInRetiredMelt(op: MeltOp, sigs: Map<string, SerializedBlindedSignature>): Promise<number> {
-    this.retiredRecovered++
-    const change = await this.unblindAll(op.outputs, sigs)
-    await this.store.update((d) => settle(d, op, change, { recovered: true }))
-    const sats = sumAmounts(change.filter((p): p is Proof => !!p))
-    this.log(`melt ${op.quote}, undone after its request timed out, did reach the mint and paid the invoice; its ${op.inputs.length} input(s) are spent and ${sats} sats of change recovered`)
-    return sats
-  }
-
-  /**
-   * An earlier melt of this invoice that timed out (retired) may have paid it
-   * after all: then it is settled and reported, so the invoice is not paid
-   * twice. Refuses while that melt is still being paid. Undefined otherwise.
-   */
-  private async earlierMeltOf(request: string): Promise<MeltResult | undefined> {
-    const file = await this.store.refresh()
-    const op = file.retired.map((r) => r.op).find((o): o is MeltOp => o.kind === 'melt' && o.request === request)
-    if (!op) return undefined
-    const quote = await this.mint.api.checkMeltQuote(op.quote)
-    if (quote.state === MeltQuoteState.PENDING) {
-      throw new Error(`an earlier attempt to pay this invoice (quote ${op.quote}) is being paid at the mint right now; nothing more was paid: check the balance in a while`)
-    }
-    if (quote.state !== MeltQuoteState.PAID) return undefined
-    const index = indexBySecret(file)
-    const spent = sumAmounts(op.inputs.map((s) => index.get(s)?.proof).filter((p): p is Proof => !!p))
-    const change = await this.takeInRetiredMelt(op, await this.mint.restore(serialize(op.outputs)))
-    return {
-      paid: true,
-      state: 'PAID',
-      ...(quote.payment_preimage ? { preimage: quote.payment_preimage } : {}),
-      amount: op.amount,
-      feePaid: Math.max(0, spent - op.amount - change),
-    }
-  }
-
-  /** Settle the retired operations that spend any of `spent`; returns the secrets they account for. */
-  private async recoverRetiredSpending(spent: ReadonlySet<string>): Promise<Set<string>> {
-    const accounted = new Set<string>()
-    const { retired } = await this.store.refresh()
-    for (const r of retired.filter((x) => spentSecrets(x.op).some((s) => spent.has(s)))) {
-      if (await this.settleRetired(r.op)) for (const s of spentSecrets(r.op)) accounted.add(s)
-    }
-    return accounted
-  }
-
-  /**
-   * `uncertain`: the melt request may still reach the mint, so an unpaid melt
-   * is retired (its change outputs kept) rather than forgotten: if the mint
-   * pays the invoice later, the change is restored and the inputs marked spent.
-   */
-  private async recoverMelt(op: MeltOp, uncertain: boolean): Promise<boolean> {
-    const quote = await this.mint.api.checkMeltQuote(op.quote)
-    if (quote.state === MeltQuoteState.PENDING) return false
-    if (quote.state === MeltQuoteState.PAID) {
-      const sigs = await this.mint.restore(serialize(op.outputs))
-      const proofs = await this.unblindAll(op.outputs, sigs)
-      await this.store.update((d) => settle(d, op, proofs, { recovered: true }))
-      this.log(`melt ${op.quote} was paid; ${sumAmounts(proofs.filter((p): p is Proof => !!p))} sats of change recovered`)
-      return true
-    }
-    const states = await this.mint.states(op.inputs)
-    if ([...states.values()].includes('PENDING')) return false
-    const spent = new Set(op.inputs.filter((s) => states.get(s) === 'SPENT'))
-    // it may have been paid between the quote check and the state check
-    if (spent.size > 0 && uncertain && (await this.mint.api.checkMeltQuote(op.quote)).state !== MeltQuoteState.UNPAID) return this.recoverMelt(op, false)
-    const { retire } = await this.undo(op, spent, uncertain)
-    this.log(
-      spent.size > 0
-        ? `melt ${op.quote} was not paid; ${spent.size} of its inputs were spent elsewhere, the rest are spendable again`
-        : retire
-          ? `melt ${op.quote} has not been paid so far; its inputs are spendable again (its change outputs are kept in case the request still arrives)`
-          : `melt ${op.quote} was not paid; its inputs are spendable again`,
-    )
-    return true
-  }
-
-  /**
-   * Revert a swap or melt that did not happen. Inputs an earlier attempt
-   * (answer lost) spent are recovered through that attempt and counted in
-   * `accounted`; an uncertain one with no input spent is retired, keeping its
-   * outputs in case its request still reaches the mint. With any input spent
-   * it can never happen any more.
-   */
-  private async undo(op: SwapOp | MeltOp, spent: Set<string>, uncertain: boolean): Promise<{ accounted: number; retire: boolean }> {
-    let accounted = 0
-    if (spent.size > 0) {
-      for (const s of await this.recoverRetiredSpending(spent)) {
-        spent.delete(s)
-        accounted++
-      }
-    }
-    const retire = uncertain && spent.size === 0 && accounted === 0
-    await this.store.update((d) => revert(d, op, spent, { retire }))
-    return { accounted, retire }
+    return this.recovery.recover()
   }
 
   private async unblindAll(outputs: ReadonlyArray<JournalOutput>, sigs: Map<string, SerializedBlindedSignature> | ReadonlyArray<SerializedBlindedSignature | undefined>): Promise<Array<Proof | undefined>> {
@@ -647,10 +363,10 @@ export class Wallet {
     this.running.delete(op.id)
     // refused, or never sent: the mint did not and will not act on it
     const certain = isRejection(err) || err instanceof MintUnreachableError
-    const recoveredBefore = this.retiredRecovered
+    const recoveredBefore = this.recovery.retiredRecovered
     let settled = false
     try {
-      settled = await this.recoverOp(op, { uncertain: !certain })
+      settled = await this.recovery.recoverOp(op, { uncertain: !certain })
     } catch {
       // mint unreachable: the journal keeps the operation for the next load()
     }
@@ -664,7 +380,7 @@ export class Wallet {
     }
     // An earlier attempt that timed out had spent these inputs after all; its
     // proofs are in now, so the caller may simply plan again (retryOnConflict).
-    if (this.retiredRecovered > recoveredBefore) return new StoreConflict(`${what}; an earlier attempt had spent these proofs and was recovered`)
+    if (this.recovery.retiredRecovered > recoveredBefore) return new StoreConflict(`${what}; an earlier attempt had spent these proofs and was recovered`)
     if (settled) {
       const retired = this.store.data.retired.some((r) => r.op.id === op.id)
       if (!retired) return new Error(what)
@@ -964,7 +680,7 @@ export class Wallet {
   async melt(bolt11: string, opts: { maxSats?: number } = {}): Promise<MeltResult> {
     const request = bolt11.trim().replace(/^lightning:/i, '')
     if (!/^ln(bc|tb|bcrt|tbs|sb)[0-9a-z]+$/i.test(request)) throw new Error('that is not a bolt11 invoice (it should start with lnbc, lntb or lnbcrt)')
-    const earlier = await this.earlierMeltOf(request)
+    const earlier = await this.recovery.earlierMeltOf(request)
     if (earlier) {
       this.log(`this invoice was already paid by an earlier attempt whose answer was lost; nothing more was paid`)
       return earlier
@@ -1023,7 +739,7 @@ export class Wallet {
           this.log(`payment pending at the mint; ${total} sats stay pending until it settles`)
           return { paid: false, state: 'PENDING', amount: quote.amount, feePaid: 0 }
         }
-        const settled = await this.recoverOp(op, { uncertain: false }).catch(() => false)
+        const settled = await this.recovery.recoverOp(op, { uncertain: false }).catch(() => false)
         throw new Error(
           `the mint could not pay the invoice; ${settled ? `your ${total} sats are spendable again` : `${total} sats stay pending and are settled on the next wallet start`}`,
         )
