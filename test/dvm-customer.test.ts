@@ -7,13 +7,13 @@ import { devnet, devnetDir } from './helpers/devnet.js'
 import { tsArgs, useProcs, type Proc } from './helpers/procs.js'
 import { identityFromSecret, loadOrCreateIdentity, type Identity } from '../src/identity/nostr-key.js'
 import { EchoProcessor } from '../src/processors/echo.js'
-import type { Processor } from '../src/processors/types.js'
 import { loadNostrCrypto } from '../src/nostr/events.js'
 import { RelayPool } from '../src/nostr/relay-client.js'
 import { RelayJobService, type JobActivity, type RelayJobServiceOptions } from '../src/provider/relay-jobs.js'
 import { Announcer } from '../src/provider/announce.js'
 import { Wallet } from '../src/payments/wallet.js'
 import { until } from './helpers/until.js'
+import { failingProcessor, hangingProcessor } from './helpers/ending-processors.js'
 
 const procs = useProcs()
 const cleanup: Array<() => unknown> = []
@@ -122,14 +122,7 @@ describe('dvm-customer (relay mode, devnet)', () => {
     await payer.load()
     const wallet = new Wallet({ dataDir: await tempDir(), mintUrl: devnet().mint })
     await wallet.load()
-    const echo = new EchoProcessor()
-    const failing: Processor = {
-      start: () => echo.start(),
-      describe: () => echo.describe(),
-      async *run() {
-        throw new Error('out of GPUs')
-      },
-    }
+    const failing = failingProcessor('out of GPUs')
     const p = await provider({ pricing: { perJob: 7 }, wallet, mintUrl: devnet().mint, processor: failing })
     const { proc, code, lines } = await customer(['--provider', p.identity.npub, '--bid', '7000', '--json', 'doomed job'], dir)
     expect(code, proc.output()).toBe(1)
@@ -145,14 +138,7 @@ describe('dvm-customer (relay mode, devnet)', () => {
     const wallet = new Wallet({ dataDir: await tempDir(), mintUrl: devnet().mint })
     await wallet.load()
     const activity: JobActivity[] = []
-    const echo = new EchoProcessor()
-    const stuck: Processor = {
-      start: () => echo.start(),
-      describe: () => echo.describe(),
-      async *run(_job, signal) {
-        await new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
-      },
-    }
+    const stuck = hangingProcessor()
     const p = await provider({ pricing: { perJob: 7 }, wallet, mintUrl: devnet().mint, processor: stuck, jobTimeoutMs: 1500, onActivity: (a) => activity.push(a) })
     // The customer pays, then is gone (killed) before the job times out and is refunded.
     const proc = procs.spawn(process.execPath, tsArgs('bin/dvm-customer.ts', '--devnet', devnetDir(), '--data-dir', dir, '--provider', p.identity.npub, '--bid', '7000', '--json', 'never finishes'), { timeoutMs: 40_000 })

@@ -20,6 +20,7 @@ import { WalletJobPayments, type JobPayments } from '../src/provider/job-payment
 import { runRelayJob, type CustomerEvent, type JobSpec, type PayInvoice } from '../src/customer/relay-job.js'
 import { Wallet } from '../src/payments/wallet.js'
 import { until } from './helpers/until.js'
+import { failingProcessor, hangingProcessor } from './helpers/ending-processors.js'
 
 /**
  * Refunds of paid relay jobs that end without a result (docs/nip90.md,
@@ -139,28 +140,8 @@ function paidSpec(p: Provider, token: string, text = 'refund me'): Partial<JobSp
 }
 
 
-const failing = (message: string): Processor => {
-  const echo = new EchoProcessor()
-  return {
-    start: () => echo.start(),
-    describe: () => echo.describe(),
-    async *run() {
-      throw new Error(message)
-    },
-  }
-}
-
-/** Never finishes a job on its own: waits for the abort. */
-const hanging = (): Processor => {
-  const echo = new EchoProcessor()
-  return {
-    start: () => echo.start(),
-    describe: () => echo.describe(),
-    async *run(_job, signal) {
-      await new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }))
-    },
-  }
-}
+const failing = failingProcessor
+const hanging = hangingProcessor
 
 async function ledgerEntries(dataDir: string): Promise<RefundEntry[]> {
   return (JSON.parse(await readFile(join(dataDir, REFUND_LEDGER_FILE), 'utf8')) as { entries: RefundEntry[] }).entries
