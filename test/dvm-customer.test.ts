@@ -170,7 +170,7 @@ describe('dvm-customer (relay mode, devnet)', () => {
 
   it('never pays more than --bid, and nothing without one', async () => {
     // An invoice that is never settled: the customer must refuse before paying anyway.
-    const never = { bolt11: 'lnbcrt70n1pjunpaid', sats: 7, settled: (signal: AbortSignal) => new Promise<void>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))) }
+    const never = { bolt11: 'lnbcrt70n1pjunpaid', sats: 7, quote: 'never-paid', settled: (signal: AbortSignal) => new Promise<void>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))) }
     const p = await provider({ pricing: { perJob: 7 }, payments: { invoice: async () => never, acceptToken: async () => 0 } })
     const noBid = await customer(['--provider', p.identity.npub, 'no bid given'])
     expect(noBid.code).toBe(1)

@@ -33,6 +33,7 @@ import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 import { MintKeyCache } from '../src/payments/mint-keys.js'
 import { ReceivedStore } from '../src/payments/received-store.js'
 import { TickVerifier } from '../src/payments/tick-verifier.js'
+import { findRefunds } from '../src/customer/refund-claims.js'
 
 const KIND = 5050
 const cleanup: Array<() => unknown> = []
@@ -617,6 +618,33 @@ describe('paid relay jobs (own mint, invoices paid only by melt)', () => {
     // the customer can see the result before the provider's publish is acknowledged and logged
     await until(() => p.activity.some((a) => a.type === 'result'))
     expect(p.activity.map((a) => a.type)).toEqual(expect.arrayContaining(['payment-required', 'paid', 'result']))
+  })
+
+  it('refunds an invoice paid after its job gave up waiting, and forgets nothing across a restart', async () => {
+    const wallet = await providerWallet('prov-late')
+    const opts = { pricing: { perJob: 5 }, wallet, mintUrl: mint.url, paymentTimeoutMs: 1500, refundRetryMs: 200 }
+    const first = await provider(opts)
+    const c = await customer()
+    let bolt11 = ''
+    // The customer is shown the invoice but pays only after the provider stopped waiting.
+    const hold = (b: string): Promise<void> => {
+      bolt11 = b
+      return new Promise(() => {})
+    }
+    await expect(c.run({ text: 'paid too late', provider: first.identity.pubkey, bidMsats: 5000 }, { pay: hold })).rejects.toThrow(/not paid in time/)
+    // ... and while the service is down: the invoice is in its ledger, not in its memory.
+    await first.service.stop()
+    const before = (await payer.balance()).balance
+    const melted = await payer.melt(bolt11)
+    expect(melted.paid).toBe(true)
+    const p = await provider({ ...opts, identity: first.identity })
+    await until(() => p.activity.some((a) => a.type === 'refunded'), 15_000)
+    expect((await wallet.balance()).balance).toBe(0)
+    // The refund waits on the relay for the customer, who was no longer listening.
+    const { refunds } = await findRefunds({ pool: c.pool, identity: c.identity, since: nowSeconds() - 120 })
+    expect(refunds).toEqual([expect.objectContaining({ provider: first.identity.pubkey, msats: 5000 })])
+    expect((await payer.receive(refunds[0]!.token)).amount).toBe(5)
+    expect((await payer.balance()).balance).toBe(before - melted.feePaid)
   })
 
   it('never pays more than the bid, and refuses to pay without one', async () => {

@@ -85,8 +85,8 @@ export interface Balance {
 }
 
 export interface FundOptions {
-  /** shown the invoice to pay; called once the quote is journaled */
-  onInvoice?: (bolt11: string, quoteId: string) => void | Promise<void>
+  /** shown the invoice to pay; called once the quote is journaled (`expiry`: unix seconds, when the mint says) */
+  onInvoice?: (bolt11: string, quoteId: string, expiry: number | null) => void | Promise<void>
   /** how long to wait for the invoice to be paid; default 10 min */
   timeoutMs?: number
   /** quote polling interval; default 1 s */
@@ -519,7 +519,7 @@ export class Wallet {
       await this.store.update((d) => d.ops.push(op))
       const kept = `quote ${quote.quote} is kept: if it is paid later, the next wallet command mints the ${amount} sats`
       if (signal?.aborted) throw new WaitAborted(`stopped waiting for the invoice (${abortReason(signal)}); ${kept}`)
-      await opts.onInvoice?.(quote.request, quote.quote)
+      await opts.onInvoice?.(quote.request, quote.quote, op.expiry)
       const waited = await waitWhileUnpaid({
         initial: quote.state,
         check: async () => (await this.mint.api.checkMintQuote(quote.quote)).state,

@@ -1,5 +1,5 @@
 import { decodeToken, sameMint, type DecodedToken } from '../payments/token.js'
-import { watchQuote } from './invoice-watch.js'
+import { quoteState, watchQuote } from './invoice-watch.js'
 
 /**
  * How a relay job gets paid, from the provider's side.
@@ -25,6 +25,10 @@ import { watchQuote } from './invoice-watch.js'
 export interface Invoice {
   bolt11: string
   sats: number
+  /** the mint quote behind it: a payment that arrives after the job is over is found through it */
+  quote: string
+  /** epoch ms after which it can no longer be paid, when the mint says */
+  expiresAt?: number
   /**
    * Resolves once paid and the ecash is in the wallet; rejects on expiry, mint
    * failure, or when `signal` aborts first. An abort also stops watching the
@@ -39,11 +43,19 @@ export interface JobPayments {
   invoice(sats: number, signal?: AbortSignal): Promise<Invoice>
   /** Take a Cashu token worth at least `minSats` for job `jobId`; resolve the sats received. Throws PaymentRefused saying why. */
   acceptToken(encoded: string, minSats: number, jobId: string): Promise<number>
+  /**
+   * An invoice whose job is over: `paid` once its money is in the wallet (it
+   * is minted here if it was not yet), `unpaid` while it may still be paid
+   * (or the mint cannot be asked), `expired` once it never can be.
+   */
+  lateInvoice?(quote: string, expiresAt: number | undefined): Promise<'paid' | 'unpaid' | 'expired'>
 }
 
 /** What the provider's wallet offers (the project's Wallet fits). */
 export interface JobWallet {
-  fund(amount: number, opts: { onInvoice?: (bolt11: string, quoteId: string) => void | Promise<void>; timeoutMs?: number; pollMs?: number }): Promise<unknown>
+  fund(amount: number, opts: { onInvoice?: (bolt11: string, quoteId: string, expiry: number | null) => void | Promise<void>; timeoutMs?: number; pollMs?: number }): Promise<unknown>
+  /** settle journaled operations no longer running: mints a quote paid after fund() stopped waiting */
+  recover(): Promise<unknown>
   /** swap a token's proofs for the wallet's own, journaled; `privkey` signs proofs locked to its key */
   receive(token: string, opts?: { privkey?: string }): Promise<{ amount: number }>
 }
@@ -116,7 +128,7 @@ export class WalletJobPayments implements JobPayments {
         // takes no signal: it starts once our watch saw the quote paid, and is short.
         timeoutMs: MINT_AFTER_PAYMENT_MS,
         pollMs,
-        onInvoice: (bolt11, quoteId) => {
+        onInvoice: (bolt11, quoteId, expiry) => {
           // Abandoned before the mint answered: nobody will see this bolt11, so nobody
           // can pay it. It is not watched; the wallet keeps the quote until it expires.
           if (stop.signal.aborted) return Promise.reject(new PaymentRefused('the invoice was no longer wanted when the mint made it'))
@@ -130,6 +142,8 @@ export class WalletJobPayments implements JobPayments {
           resolveInvoice({
             bolt11,
             sats,
+            quote: quoteId,
+            ...(expiry !== null ? { expiresAt: expiry * 1000 } : {}),
             settled: (s) => {
               const onAbort = (): void => stop.abort(s.reason)
               if (s.aborted) onAbort()
@@ -152,6 +166,19 @@ export class WalletJobPayments implements JobPayments {
         rejectInvoice(new Error(`cannot get an invoice from the mint ${this.opts.mintUrl}: ${(err as Error).message}`))
       })
     })
+  }
+
+  async lateInvoice(quote: string, expiresAt: number | undefined): Promise<'paid' | 'unpaid' | 'expired'> {
+    const state = await quoteState(this.opts.mintUrl, quote, AbortSignal.timeout(10_000)).catch(() => undefined)
+    if (state === 'PAID') {
+      // The wallet journaled the quote when it was made: its recovery mints it.
+      await this.opts.wallet.recover()
+      const after = await quoteState(this.opts.mintUrl, quote, AbortSignal.timeout(10_000)).catch(() => undefined)
+      return after === 'ISSUED' ? 'paid' : 'unpaid'
+    }
+    if (state === 'ISSUED') return 'paid'
+    // Unpaid (or the mint did not answer): only the clock can end the wait.
+    return expiresAt !== undefined && Date.now() > expiresAt ? 'expired' : 'unpaid'
   }
 
   async acceptToken(encoded: string, minSats: number, jobId: string): Promise<number> {

@@ -11,6 +11,9 @@ import { writeFileAtomic } from '../util/atomic-file.js'
  * last few settled ones, so it stays small.
  *
  * An entry's life:
+ *   invoiced  an invoice was given for the job and is not paid yet. Becomes
+ *             `paid` when it is; if the job ends first, a payment that
+ *             arrives later (until the invoice expires) makes it `owed`.
  *   paid      the payment was received and verified; the job runs. Removed
  *             when its result is published. Found at start: the previous
  *             process died mid-job, so the job is owed back.
@@ -20,7 +23,7 @@ import { writeFileAtomic } from '../util/atomic-file.js'
  *             a retry republishes this very token and never makes a second.
  *   refunded  a relay took the feedback carrying it; the token is dropped.
  */
-export type RefundState = 'paid' | 'owed' | 'issued' | 'refunded'
+export type RefundState = 'invoiced' | 'paid' | 'owed' | 'issued' | 'refunded'
 
 export interface RefundEntry {
   /** the job request's id */
@@ -38,6 +41,9 @@ export interface RefundEntry {
   reason?: string
   /** the refund token while `issued` */
   token?: string
+  /** while `invoiced`: the mint quote behind the invoice, and when it expires (epoch ms, if known) */
+  quote?: string
+  expiresAt?: number
   /** failed attempts at making the token, and the last error: for the operator */
   attempts?: number
   lastError?: string
@@ -46,6 +52,8 @@ export interface RefundEntry {
 export const REFUND_LEDGER_FILE = 'relay-refunds.json'
 /** settled refunds kept for the operator to look at */
 const KEEP_REFUNDED = 100
+/** unpaid invoices watched for a late payment; beyond this the oldest are let go (requests are rate limited, but unpaid ones cost nothing to send) */
+const KEEP_INVOICED = 1000
 
 interface LedgerFile {
   v: 1
@@ -92,11 +100,29 @@ export class RefundLedger {
     return [...this.entries.values()].filter((e) => states.includes(e.state))
   }
 
-  /** Record a received payment before the job runs. */
-  paid(e: Pick<RefundEntry, 'id' | 'customer' | 'sats' | 'scheme'>): Promise<void> {
+  /** Record an invoice given for a job, before anyone can pay it. */
+  invoiced(e: Pick<RefundEntry, 'id' | 'customer' | 'sats' | 'scheme' | 'quote' | 'expiresAt'>): Promise<void> {
     if (this.entries.has(e.id)) return Promise.resolve()
     const now = Date.now()
+    this.entries.set(e.id, { ...e, state: 'invoiced', paidAt: now, updatedAt: now })
+    const invoiced = this.inState('invoiced').sort((a, b) => a.updatedAt - b.updatedAt)
+    for (const old of invoiced.slice(0, Math.max(0, invoiced.length - KEEP_INVOICED))) this.entries.delete(old.id)
+    return this.persist()
+  }
+
+  /** Record a received payment before the job runs (an invoiced job's entry becomes paid). */
+  paid(e: Pick<RefundEntry, 'id' | 'customer' | 'sats' | 'scheme'>): Promise<void> {
+    const current = this.entries.get(e.id)
+    if (current && current.state !== 'invoiced') return Promise.resolve()
+    const now = Date.now()
     this.entries.set(e.id, { ...e, state: 'paid', paidAt: now, updatedAt: now })
+    return this.persist()
+  }
+
+  /** An invoice that expired unpaid: nothing was paid, nothing is owed. */
+  forgetInvoice(id: string): Promise<void> {
+    if (this.entries.get(id)?.state !== 'invoiced') return Promise.resolve()
+    this.entries.delete(id)
     return this.persist()
   }
 

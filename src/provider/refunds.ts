@@ -51,6 +51,32 @@ export class Refunds {
     return this.o.ledger.path
   }
 
+  /** An invoice was made for the job: recorded before its bolt11 goes out, so a payment that comes after the job is over is still found. */
+  async invoiced(id: string, customer: string, sats: number, scheme: EncryptionScheme, quote: string, expiresAt: number | undefined): Promise<void> {
+    try {
+      await this.o.ledger.invoiced({ id, customer, sats, scheme, quote, ...(expiresAt !== undefined ? { expiresAt } : {}) })
+    } catch (err) {
+      this.o.log(`could not record the invoice for job ${id} in ${this.o.ledger.path}: ${(err as Error).message}; a payment after the job ends would not be refunded automatically`)
+    }
+  }
+
+  /**
+   * Invoices of jobs that are over (`active` says which are not): one paid
+   * since becomes owed, and the next retry refunds it; one expired unpaid is
+   * forgotten. `check` asks the mint (and mints what was paid).
+   */
+  async lateInvoices(check: (quote: string, expiresAt: number | undefined) => Promise<'paid' | 'unpaid' | 'expired'>, active: (id: string) => boolean): Promise<void> {
+    for (const e of this.o.ledger.inState('invoiced')) {
+      if (active(e.id) || this.busy.has(e.id) || !e.quote) continue
+      const state = await check(e.quote, e.expiresAt).catch(() => 'unpaid' as const)
+      if (state === 'expired') await this.o.ledger.forgetInvoice(e.id)
+      else if (state === 'paid') {
+        this.o.log(`the invoice for job ${e.id} (${e.sats} sats) was paid after the job had ended; refunding it`)
+        await this.o.ledger.update(e.id, { state: 'owed', reason: 'the invoice was paid after the job had ended' })
+      }
+    }
+  }
+
   /** The payment was received and verified: record what is owed if the job does not deliver. */
   async paid(id: string, customer: string, sats: number, scheme: EncryptionScheme): Promise<void> {
     try {
@@ -110,14 +136,14 @@ export class Refunds {
     return orphans.length
   }
 
-  /** Every job the ledger knows: paid before, whatever became of it. */
+  /** Every job the ledger knows: invoiced or paid before, whatever became of it. */
   jobIds(): string[] {
-    return this.o.ledger.inState('paid', 'owed', 'issued', 'refunded').map((e) => e.id)
+    return this.o.ledger.inState('invoiced', 'paid', 'owed', 'issued', 'refunded').map((e) => e.id)
   }
 
-  /** How many refunds are still to be made or published. */
+  /** How many refunds are still to be made or published, or invoices watched for a late payment. */
   get pending(): number {
-    return this.o.ledger.inState('owed', 'issued').length
+    return this.o.ledger.inState('invoiced', 'owed', 'issued').length
   }
 
   /** Make and publish what is owed or issued and not in hand. */

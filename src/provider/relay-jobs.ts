@@ -28,7 +28,7 @@ import { jobCacheKey, ResultCache, withoutPaymentParams } from './result-cache.j
 import { ResultSizeMeter, resultTooLargeMessage } from './result-event.js'
 import { PartialStream } from './partial-stream.js'
 import { RefundLedger } from './refund-ledger.js'
-import { Refunds, type RefundOutcome } from './refunds.js'
+import { Refunds, type PublishRefund, type RefundOutcome } from './refunds.js'
 
 /**
  * The provider's NIP-90 service: takes job requests from relays, runs them
@@ -223,11 +223,18 @@ export class RelayJobService {
   private retryRefunds(): void {
     const refunds = this.refunds
     if (!refunds || this.refundRetry || this.stopped || refunds.pending === 0) return
-    this.refundRetry = refunds
-      .retry((e, tag, note) => this.replies!.standaloneFeedback({ id: e.id, customer: e.customer }, { status: 'error', extra: withNote(e.reason ?? 'the job failed', note), refund: tag }))
+    const late = this.payments?.lateInvoice?.bind(this.payments)
+    const publish: PublishRefund = (e, tag, note) =>
+      this.replies!.standaloneFeedback({ id: e.id, customer: e.customer }, { status: 'error', extra: withNote(e.reason ?? 'the job failed', note), refund: tag })
+    this.refundRetry = (async () => {
+      // Invoices paid after their job ended become refunds owed, made in the same pass.
+      if (late) await refunds.lateInvoices(late, (id) => this.jobs.has(id))
+      await refunds.retry(publish)
+    })()
       .catch((err: Error) => this.opts.log?.(`retrying refunds failed: ${err.message}`))
       .finally(() => (this.refundRetry = undefined))
   }
+
 
   /** Stop taking requests, cancel running jobs (they get an `error` feedback), close the pool if we opened it. */
   async stop(): Promise<void> {
@@ -462,6 +469,7 @@ export class RelayJobService {
     const unpaid = paymentTimeoutMs === untilExpiry ? 'the invoice was not paid before the request expired' : 'the invoice was not paid in time'
     await this.whileWaiting(() => withTimeout(job.abort.signal, paymentTimeoutMs, unpaid, async (signal) => {
       const invoice = await payments.invoice(sats, signal)
+      await this.refunds?.invoiced(request.id, request.customer, sats, request.encryption ?? 'nip44', invoice.quote, invoice.expiresAt)
       if (!signal.aborted) {
         this.activity({ type: 'payment-required', id: request.id, sats, bolt11: invoice.bolt11 })
         await this.feedback(job, { status: 'payment-required', amountMsats: msats, bolt11: invoice.bolt11, extra: `pay ${sats} sats to start the job` })
