@@ -315,6 +315,32 @@ describe('refunds of paid relay jobs', () => {
 })
 
 describe('the refund ledger', () => {
+  it('asks the mint about at most 50 unpaid invoices per pass, taking turns; one paid late becomes owed, an expired one is forgotten', async () => {
+    const refunds = new Refunds({ ledger: await RefundLedger.open(join(dir, 'late-invoices')), wallet: undefined, secretKey: generateSecretKey(), log: () => undefined })
+    const customer = identityFromSecret(generateSecretKey()).pubkey
+    const ids = Array.from({ length: 120 }, (_, i) => i.toString(16).padStart(64, '0'))
+    for (const [i, id] of ids.entries()) await refunds.invoiced(id, customer, PRICE, 'nip44', `q${i}`, undefined)
+    const asked = new Set<string>()
+    let perPass = 0
+    const check = async (quote: string): Promise<'paid' | 'unpaid' | 'expired'> => {
+      asked.add(quote)
+      perPass++
+      return quote === 'q7' ? 'paid' : quote === 'q8' ? 'expired' : 'unpaid'
+    }
+    for (let pass = 0; pass < 5; pass++) {
+      perPass = 0
+      // the job of q0 is still running: its own watch decides
+      await refunds.lateInvoices(check, (id) => id === ids[0])
+      expect(perPass).toBeLessThanOrEqual(50)
+    }
+    expect(asked.has('q0')).toBe(false)
+    expect([...asked].length).toBe(119)
+    const entries = await ledgerEntries(join(dir, 'late-invoices'))
+    expect(entries.find((e) => e.id === ids[7])).toMatchObject({ state: 'owed', reason: 'the invoice was paid after the job had ended' })
+    expect(entries.find((e) => e.id === ids[8])).toBeUndefined()
+    expect(entries.filter((e) => e.state === 'invoiced')).toHaveLength(118)
+  })
+
   it('keeps a refund the wallet cannot pay yet, and publishes one token however often it is retried', async () => {
     const provDir = join(dir, 'ledger')
     const wallet = await providerWallet('ledger')

@@ -41,9 +41,14 @@ export interface RefundOutcome {
 /** Publishes a closing `error` with a refund for a job no longer in hand (after a restart); true when a relay took it. */
 export type PublishRefund = (entry: RefundEntry, tag: RefundTag, note: string) => Promise<boolean>
 
+/** unpaid invoices asked about per retry pass (one mint request each) */
+const LATE_INVOICE_CHECKS_PER_PASS = 50
+
 export class Refunds {
   /** ids being refunded right now: the job's own ending and the retry loop never work on one together */
   private readonly busy = new Set<string>()
+  /** where the next pass over unpaid invoices starts */
+  private lateCursor = 0
 
   constructor(private readonly o: RefundsOptions) {}
 
@@ -66,7 +71,12 @@ export class Refunds {
    * forgotten. `check` asks the mint (and mints what was paid).
    */
   async lateInvoices(check: (quote: string, expiresAt: number | undefined) => Promise<'paid' | 'unpaid' | 'expired'>, active: (id: string) => boolean): Promise<void> {
-    for (const e of this.o.ledger.inState('invoiced')) {
+    // A bounded number of mint requests per pass, taking turns over all of them.
+    const all = this.o.ledger.inState('invoiced')
+    const start = all.length > 0 ? this.lateCursor % all.length : 0
+    const turn = [...all.slice(start), ...all.slice(0, start)].slice(0, LATE_INVOICE_CHECKS_PER_PASS)
+    this.lateCursor = start + turn.length
+    for (const e of turn) {
       if (active(e.id) || this.busy.has(e.id) || !e.quote) continue
       const state = await check(e.quote, e.expiresAt).catch(() => 'unpaid' as const)
       if (state === 'expired') await this.o.ledger.forgetInvoice(e.id)
