@@ -212,8 +212,8 @@ export class RelayJobService {
       onRefunded: (id, sats) => this.activity({ type: 'refunded', id, sats }),
       onOwed: (id, sats, reason) => this.activity({ type: 'refund-owed', id, sats, reason }),
     })
-    // A request this provider took money for before a restart is not served again
-    // (a quick restart's subscription can reach back to it): its refund is what is owed.
+    // A request this provider invoiced or took money for before a restart is not served
+    // again (a quick restart's subscription can reach back to it): its refund is what is owed.
     for (const id of this.refunds.jobIds()) this.handled.add(id)
     const orphans = await this.refunds.adoptOrphans()
     if (orphans > 0) log(`${orphans} paid relay job${orphans > 1 ? 's were' : ' was'} cut off by the last stop or crash; refunding`)
@@ -234,7 +234,6 @@ export class RelayJobService {
       .catch((err: Error) => this.opts.log?.(`retrying refunds failed: ${err.message}`))
       .finally(() => (this.refundRetry = undefined))
   }
-
 
   /** Stop taking requests, cancel running jobs (they get an `error` feedback), close the pool if we opened it. */
   async stop(): Promise<void> {
