@@ -10,10 +10,9 @@ import { reclaimExpiredLocks } from '../src/customer/wallet-funds.js'
 import { listWalletMints } from '../src/payments/proof-store.js'
 import { decodeToken, normalizeMintUrl, sameMint } from '../src/payments/token.js'
 import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import { collect } from '../src/cli/collect.js'
 import { findRefunds } from '../src/customer/refund-claims.js'
-import { loadOrCreateIdentity } from '../src/identity/nostr-key.js'
+import { identityFile, loadOrCreateIdentity } from '../src/identity/nostr-key.js'
 import { loadNostrCrypto } from '../src/nostr/events.js'
 import { RelayPool } from '../src/nostr/relay-client.js'
 
@@ -227,7 +226,7 @@ program
       const relays = opts.relay.length > 0 ? opts.relay : (globals.devnet?.relays ?? [])
       if (relays.length === 0) throw new Error('no relays: pass --relay=wss://… (the ones you ran dvm-customer with) or --devnet=<dir>')
       // Refunds are encrypted to the key dvm-customer uses: the one in this data dir.
-      if (!existsSync(join(globals.dataDir, 'nostr.key'))) throw new Error(`no Nostr key in ${globals.dataDir}: refunds go to the key dvm-customer used; pass the same --data-dir`)
+      if (!existsSync(identityFile(globals.dataDir))) throw new Error(`no Nostr key in ${globals.dataDir}: refunds go to the key dvm-customer used; pass the same --data-dir`)
       const identity = await loadOrCreateIdentity(globals.dataDir)
       const ctx = await open(cmd)
       const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays })

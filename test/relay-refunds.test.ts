@@ -140,9 +140,6 @@ function paidSpec(p: Provider, token: string, text = 'refund me'): Partial<JobSp
 }
 
 
-const failing = failingProcessor
-const hanging = hangingProcessor
-
 async function ledgerEntries(dataDir: string): Promise<RefundEntry[]> {
   return (JSON.parse(await readFile(join(dataDir, REFUND_LEDGER_FILE), 'utf8')) as { entries: RefundEntry[] }).entries
 }
@@ -156,7 +153,7 @@ async function refundEvents(pool: RelayPool, requestId: string) {
 describe('refunds of paid relay jobs', () => {
   it('gives the payment back when the processor fails: both wallets end where they started', async () => {
     const wallet = await providerWallet('prov-fail')
-    const p = await provider({ wallet, processor: failing('the model crashed') })
+    const p = await provider({ wallet, processor: failingProcessor('the model crashed') })
     const c = await customer()
     const before = await balance(payer)
     const token = await payer.send(PRICE)
@@ -195,7 +192,7 @@ describe('refunds of paid relay jobs', () => {
 
   it('refunds a job the customer cancels after paying', async () => {
     const wallet = await providerWallet('prov-cancel')
-    const p = await provider({ wallet, processor: hanging() })
+    const p = await provider({ wallet, processor: hangingProcessor() })
     const c = await customer()
     const before = await balance(payer)
     const ctl = new AbortController()
@@ -211,7 +208,7 @@ describe('refunds of paid relay jobs', () => {
 
   it('refunds a job cut off by the provider stopping', async () => {
     const wallet = await providerWallet('prov-stop')
-    const p = await provider({ wallet, processor: hanging() })
+    const p = await provider({ wallet, processor: hangingProcessor() })
     const c = await customer()
     const before = await balance(payer)
     const running = c.run(paidSpec(p, await payer.send(PRICE)))
@@ -250,7 +247,7 @@ describe('refunds of paid relay jobs', () => {
 
   it('keeps the token from anyone but the customer, even for a plain request', async () => {
     const wallet = await providerWallet('prov-plain')
-    const p = await provider({ wallet, processor: failing('no luck') })
+    const p = await provider({ wallet, processor: failingProcessor('no luck') })
     const c = await customer()
     const before = await balance(payer)
     // A plain request paid by invoice (the devnet mint settles its own invoices).
@@ -339,6 +336,19 @@ describe('the refund ledger', () => {
     expect(entries.find((e) => e.id === ids[7])).toMatchObject({ state: 'owed', reason: 'the invoice was paid after the job had ended' })
     expect(entries.find((e) => e.id === ids[8])).toBeUndefined()
     expect(entries.filter((e) => e.state === 'invoiced')).toHaveLength(118)
+  })
+
+  it('a delivered job leaves nothing owed, whether its entry reads paid or still invoiced', async () => {
+    const ledger = await RefundLedger.open(join(dir, 'delivered'))
+    const customer = identityFromSecret(generateSecretKey()).pubkey
+    await ledger.invoiced({ id: 'a'.repeat(64), customer, sats: PRICE, scheme: 'nip44', quote: 'qa' })
+    await ledger.paid({ id: 'a'.repeat(64), customer, sats: PRICE, scheme: 'nip44' })
+    // the payment was made but its own record could not be written: the entry still reads invoiced
+    await ledger.invoiced({ id: 'b'.repeat(64), customer, sats: PRICE, scheme: 'nip44', quote: 'qb' })
+    expect(ledger.inState('paid', 'invoiced').map((e) => e.state)).toEqual(['paid', 'invoiced'])
+    await ledger.delivered('a'.repeat(64))
+    await ledger.delivered('b'.repeat(64))
+    expect(await ledgerEntries(join(dir, 'delivered'))).toEqual([])
   })
 
   it('keeps a refund the wallet cannot pay yet, and publishes one token however often it is retried', async () => {

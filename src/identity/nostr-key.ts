@@ -37,9 +37,14 @@ export async function loadOrCreateKey(file: string): Promise<Uint8Array> {
   return sk
 }
 
+/** Where the agent's Nostr secret key lives in its data dir. */
+export function identityFile(dataDir: string): string {
+  return join(dataDir, 'nostr.key')
+}
+
 /** The agent's Nostr identity: `<dataDir>/nostr.key`, created on first run. */
 export async function loadOrCreateIdentity(dataDir: string): Promise<Identity> {
-  return identityFromSecret(await loadOrCreateKey(join(dataDir, 'nostr.key')))
+  return identityFromSecret(await loadOrCreateKey(identityFile(dataDir)))
 }
 
 /** Accept an npub or 64-hex pubkey; return hex. */

@@ -126,9 +126,10 @@ export class RefundLedger {
     return this.persist()
   }
 
-  /** The result went out: nothing is owed. */
+  /** The result went out: nothing is owed (also when the payment's own record failed to be written and the entry still reads invoiced). */
   delivered(id: string): Promise<void> {
-    if (this.entries.get(id)?.state !== 'paid') return Promise.resolve()
+    const state = this.entries.get(id)?.state
+    if (state !== 'paid' && state !== 'invoiced') return Promise.resolve()
     this.entries.delete(id)
     return this.persist()
   }
