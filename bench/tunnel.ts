@@ -12,8 +12,13 @@
  * client downloads N bytes through local proxy → P2P stream → gateway →
  * backend, and times small GETs through the proxy and directly to the backend
  * (keep-alive, one connection each, interleaved in blocks of 250).
- * Raw and tunnel downloads alternate (raw, tunnel, raw, tunnel, …) and the
- * best of each counts, so a burst of load from elsewhere hits both alike.
+ * Floor (info rows): the same four processes with the two middle ones only
+ * copying bytes between TCP and one Hyperswarm connection (pipeProvider,
+ * pipeCustomer), which is what the extra processes and loopback hops cost
+ * on this machine before any HTTP, framing or payment; the tunnel's distance
+ * from it is what this project's own layers cost.
+ * Raw, tunnel and floor downloads alternate (raw, tunnel, floor, raw, …) and
+ * the best of each counts, so a burst of load from elsewhere hits all alike.
  *
  * Experiments (not part of npm run bench): BENCH_DEBUG_FRAMES=1 logs the
  * sizes of the writes the provider's tunnel streams get;
@@ -21,6 +26,7 @@
  * profiles every child (bench/lib/child.ts).
  */
 import http from 'node:http'
+import net from 'node:net'
 import { join } from 'node:path'
 import DHT from 'hyperdht'
 import type { NoiseSecretStream } from 'hyperswarm'
@@ -174,6 +180,59 @@ async function rawClient(bootstrap: Array<{ host: string; port: number }>, serve
   tell('ready')
 }
 
+// ------------------------------------------------------------------ byte pipe: the floor any tunnel has here
+
+/**
+ * The same hops as the tunnel with nothing on them: the provider end copies
+ * bytes between a Hyperswarm connection and one TCP connection to the
+ * backend, the customer end between a local TCP port and that Hyperswarm
+ * connection. No HTTP, no framing, no payment: what the machine charges for
+ * the two extra processes and two loopback TCP hops alone.
+ */
+async function pipeProvider(bootstrap: Array<{ host: string; port: number }>, backend: string): Promise<void> {
+  const { hostname, port } = new URL(backend)
+  const swarm = createSwarm({ keyPair: DHT.keyPair(), bootstrap })
+  swarm.on('connection', (conn: NoiseSecretStream) => {
+    const sock = net.connect(Number(port), hostname)
+    sock.setNoDelay(true)
+    conn.pipe(sock).pipe(conn)
+    const cut = (): void => {
+      conn.destroy()
+      sock.destroy()
+    }
+    conn.on('error', cut).on('close', cut)
+    sock.on('error', cut).on('close', cut)
+  })
+  await (swarm as unknown as { listen(): Promise<void> }).listen()
+  serveCommands({}, () => swarm.destroy())
+  tell('ready', { publicKey: swarm.keyPair.publicKey.toString('hex') })
+}
+
+async function pipeCustomer(bootstrap: Array<{ host: string; port: number }>, serverKey: string): Promise<void> {
+  const swarm = createSwarm({ keyPair: DHT.keyPair(), bootstrap })
+  const conn = await new Promise<NoiseSecretStream>((resolve) => {
+    swarm.once('connection', (c: NoiseSecretStream) => resolve(c))
+    swarm.joinPeer(Buffer.from(serverKey, 'hex'))
+  })
+  // One Hyperswarm connection per peer, so one client at a time: the bench's keep-alive agent.
+  let taken = false
+  const server = net.createServer((sock) => {
+    if (taken) {
+      sock.destroy()
+      return
+    }
+    taken = true
+    sock.setNoDelay(true)
+    sock.pipe(conn).pipe(sock)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  serveCommands({}, async () => {
+    server.close()
+    await swarm.destroy()
+  })
+  tell('ready', { proxy: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}` })
+}
+
 // ------------------------------------------------------------------ tunnel customer
 
 interface CustomerOpts {
@@ -216,52 +275,44 @@ async function tunnelCustomer(o: CustomerOpts): Promise<void> {
 
 // ------------------------------------------------------------------ the browser: HTTP through the proxy, and direct
 
-async function browser(proxy: string, backend: string): Promise<void> {
-  const tunnelAgent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-  const directAgent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-  const check = (r: { status: number }, what: string) => {
-    if (r.status !== 200) throw new Error(`${what}: HTTP ${r.status}`)
+async function browser(proxy: string, backend: string, pipe: string): Promise<void> {
+  const agents = { tunnel: keepAlive(), direct: keepAlive(), pipe: keepAlive() }
+  const origins = { tunnel: proxy, direct: backend, pipe }
+  type Via = keyof typeof agents
+  const get = async (via: Via, path: string): Promise<{ bytes: number; ms: number }> => {
+    const r = await httpGet(`${origins[via]}${path}`, agents[via])
+    if (r.status !== 200) throw new Error(`${via} GET ${path}: HTTP ${r.status}`)
+    return r
   }
   // warm-up: connections, JIT, the gateway's backend pool
-  for (let i = 0; i < 200; i++) {
-    check(await httpGet(`${proxy}/small`, tunnelAgent), 'tunnel GET')
-    check(await httpGet(`${backend}/small`, directAgent), 'direct GET')
-  }
-  check(await httpGet(`${proxy}/download?size=${16e6}`, tunnelAgent), 'tunnel download')
+  for (let i = 0; i < 200; i++) for (const via of ['tunnel', 'direct', 'pipe'] as const) await get(via, '/small')
+  await get('tunnel', `/download?size=${16e6}`)
+  await get('pipe', `/download?size=${16e6}`)
   serveCommands(
     {
       download: async (m) => {
-        const via = m.via === 'direct' ? backend : proxy
-        const r = await httpGet(`${via}/download?size=${Number(m.size)}`, m.via === 'direct' ? directAgent : tunnelAgent)
-        check(r, `${String(m.via)} download`)
+        const r = await get(m.via as Via, `/download?size=${Number(m.size)}`)
         if (r.bytes !== Number(m.size)) throw new Error(`download got ${r.bytes} of ${Number(m.size)} bytes`)
         return { bytes: r.bytes, ms: r.ms }
       },
       latency: async (m) => {
-        const direct: number[] = []
-        const tunnel: number[] = []
+        const ms: Record<Via, number[]> = { direct: [], tunnel: [], pipe: [] }
         const n = Number(m.n)
         for (let block = 0; block < n / 250; block++) {
-          for (let i = 0; i < 250; i++) {
-            const r = await httpGet(`${backend}/small`, directAgent)
-            check(r, 'direct GET')
-            direct.push(r.ms)
-          }
-          for (let i = 0; i < 250; i++) {
-            const r = await httpGet(`${proxy}/small`, tunnelAgent)
-            check(r, 'tunnel GET')
-            tunnel.push(r.ms)
-          }
+          for (const via of ['direct', 'tunnel', 'pipe'] as const) for (let i = 0; i < 250; i++) ms[via].push((await get(via, '/small')).ms)
         }
-        return { direct, tunnel }
+        return ms
       },
     },
     async () => {
-      tunnelAgent.destroy()
-      directAgent.destroy()
+      for (const a of Object.values(agents)) a.destroy()
     },
   )
   tell('ready')
+}
+
+function keepAlive(): http.Agent {
+  return new http.Agent({ keepAlive: true, maxSockets: 1 })
 }
 
 // ------------------------------------------------------------------ runner side
@@ -284,20 +335,26 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
     const client = child('raw-client', 'tunnel.ts', ['raw-client', boot, String(publicKey)])
     const opts: CustomerOpts = { bootstrap: ctx.devnet.bootstrap, mint: ctx.devnet.mint, providerPubkey: provider.pubkey, providerSwarmKey: provider.swarmKey, backend, dir: ctx.dir('tunnel-customer') }
     const customer = child('tunnel-customer', 'tunnel.ts', ['tunnel-customer', JSON.stringify(opts)])
-    const [, custReady] = await Promise.all([client.next('ready', 60_000), customer.next('ready', 60_000)])
-    const web = child('tunnel-browser', 'tunnel.ts', ['browser', String(custReady.proxy), backend])
+    const pipeProvider = child('pipe-provider', 'tunnel.ts', ['pipe-provider', boot, backend])
+    const pipeKey = String((await pipeProvider.next('ready', 30_000)).publicKey)
+    const pipeCustomer = child('pipe-customer', 'tunnel.ts', ['pipe-customer', boot, pipeKey])
+    const [, custReady, pipeReady] = await Promise.all([client.next('ready', 60_000), customer.next('ready', 60_000), pipeCustomer.next('ready', 60_000)])
+    const web = child('tunnel-browser', 'tunnel.ts', ['browser', String(custReady.proxy), backend, String(pipeReady.proxy)])
     await web.next('ready', 60_000)
 
     const raw: number[] = []
     const tun: number[] = []
+    const pipe: number[] = []
     // CPU of both ends during each download (% of one core), and UDP receive-buffer drops
     const rawCpu: string[] = []
     const tunCpu: string[] = []
+    const pipeCpu: string[] = []
     let rawDrops = 0
     let tunDrops = 0
     // CPU ms each process spent per MB moved, in the best round of each kind
     let rawPerMb = ''
     let tunPerMb = ''
+    let pipePerMb = ''
     const perMb = (each: number[], rate: number) => each.map((c) => fmt((10 * c) / rate, 1)).join('/')
     const during = async <T>(pids: number[], f: () => Promise<T>): Promise<{ r: T; cpu: string; each: number[]; drops: number }> => {
       const a = pids.map(procSample)
@@ -319,24 +376,33 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
       if (tun.at(-1)! >= Math.max(...tun)) tunPerMb = perMb(t.each, tun.at(-1)!)
       tunCpu.push(t.cpu)
       tunDrops += t.drops
+      const p = await during([pipeProvider.pid, pipeCustomer.pid, backendChild.pid, web.pid], async () => (await web.request('download', { size: SIZE, via: 'pipe' }, 90_000)) as unknown as { bytes: number; ms: number })
+      pipe.push(mbps(p.r.bytes, p.r.ms))
+      if (pipe.at(-1)! >= Math.max(...pipe)) pipePerMb = perMb(p.each, pipe.at(-1)!)
+      pipeCpu.push(p.cpu)
     }
     const d = (await web.request('download', { size: SIZE, via: 'direct' }, 60_000)) as unknown as { bytes: number; ms: number }
     const directMbps = mbps(d.bytes, d.ms)
     const { rtts } = (await client.request('pings', { n: PINGS }, 60_000)) as unknown as { rtts: number[] }
-    const latPids = [provider.child.pid, customer.pid, backendChild.pid, web.pid]
+    const latPids = [provider.child.pid, customer.pid, backendChild.pid, web.pid, pipeProvider.pid, pipeCustomer.pid]
     const lat0 = latPids.map(procSample)
-    const lat = (await web.request('latency', { n: GETS }, 90_000)) as unknown as { direct: number[]; tunnel: number[] }
+    const lat = (await web.request('latency', { n: GETS }, 90_000)) as unknown as { direct: number[]; tunnel: number[]; pipe: number[] }
     const lat1 = latPids.map(procSample)
     // CPU µs each process spent per tunnel GET (the backend and client also served the direct GETs)
-    const latCpu = latPids.map((_, i) => fmt(((lat1[i]!.cpuMs - lat0[i]!.cpuMs) * 1000) / GETS)).join('/')
+    // "total (kernel)" µs: the kernel's share is syscalls and wake-ups, the rest is JavaScript
+    const latCpuEach = latPids.map((_, i) => `${fmt(((lat1[i]!.cpuMs - lat0[i]!.cpuMs) * 1000) / GETS)} (${fmt(((lat1[i]!.sysMs - lat0[i]!.sysMs) * 1000) / GETS)})`)
+    const latCpu = latCpuEach.slice(0, 4).join('/')
+    const pipeLatCpu = latCpuEach.slice(4).join('/')
     const spent = (await customer.request('spent')) as unknown as { spent: number; ended: string }
     if (process.env.BENCH_DEBUG_FRAMES) ctx.log(`tunnel: provider WireStream write sizes (≤ bytes: count): ${JSON.stringify((await provider.child.request('write-sizes')).sizes)}`)
 
     const rawBest = Math.max(...raw)
     const tunBest = Math.max(...tun)
+    const pipeBest = Math.max(...pipe)
     const ping: Summary = summarize(rtts)
     const dl: Summary = summarize(lat.direct)
     const tl: Summary = summarize(lat.tunnel)
+    const pl: Summary = summarize(lat.pipe)
     const added = tl.p50 - dl.p50
     const rows: Row[] = [
       {
@@ -359,14 +425,28 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
       },
       {
         group: '3 tunnel',
+        figure: 'byte pipe floor: the same four processes and hops, the two middle ones only copying bytes (no HTTP, framing or payment)',
+        value: `${fmt(pipeBest, 1)} MB/s; small GET ${fmt(pl.p50, 3)} / ${fmt(pl.p99, 3)} ms`,
+        reference: `raw ${fmt(rawBest, 1)} MB/s; direct ${fmt(dl.p50, 3)} ms`,
+        ratio: `${fmt(pipeBest / rawBest, 2)}; +${fmt(pl.p50 - dl.p50, 3)} ms`,
+        verdict: 'info',
+      },
+      {
+        group: '3 tunnel',
+        figure: 'tunnel against that floor: what HTTP, framing and payment cost on top of the hops',
+        value: `${fmt(tunBest / pipeBest, 2)} of its throughput; +${fmt(tl.p50 - pl.p50, 3)} ms at p50`,
+        verdict: 'info',
+      },
+      {
+        group: '3 tunnel',
         figure: 'raw Hyperswarm round trip, 100 B, p50 / p99',
         value: `${fmt(ping.p50, 3)} / ${fmt(ping.p99, 3)} ms`,
         verdict: 'info',
       },
     ]
     const notes = [
-      `3 tunnel: downloads of ${fmt(SIZE / 1e6)} MB, best of ${ROUNDS} alternating rounds — raw ${raw.map((x) => fmt(x, 1)).join(', ')} MB/s; tunnel ${tun.map((x) => fmt(x, 1)).join(', ')} MB/s; direct HTTP from the backend (no tunnel) ${fmt(directMbps, 1)} MB/s. Raw: two processes, one Hyperswarm (Noise/UDX) connection on the devnet DHT, 64 kB writes with backpressure. Tunnel: four processes as in use — backend (plain node:http), provider (Provider with its gateway, bench/lib/provider-child.ts), customer (RentedSession with its local proxy: what dvm-session runs) and the HTTP client (the browser's part); ${spent.spent} sats paid during the bench. CPU during each download, % of one core (raw: sender/receiver; tunnel: provider/customer/backend/HTTP client): raw ${rawCpu.join(', ')}; tunnel ${tunCpu.join(', ')}; CPU ms per MB moved in the best rounds: raw ${rawPerMb}, tunnel ${tunPerMb}. UDP datagrams dropped for a full receive buffer (machine-wide) during the downloads: raw ${rawDrops}, tunnel ${tunDrops}.`,
-      `3 tunnel: latency from ${GETS} GETs each way, interleaved in blocks of 250, one keep-alive connection each; tunnel p50/p90/p99/max ${fmt(tl.p50, 3)}/${fmt(tl.p90, 3)}/${fmt(tl.p99, 3)}/${fmt(tl.max, 2)} ms, direct ${fmt(dl.p50, 3)}/${fmt(dl.p90, 3)}/${fmt(dl.p99, 3)}/${fmt(dl.max, 2)} ms; raw 100 B ping-pong over ${PINGS} round trips. CPU µs per tunnel GET (provider/customer; backend/HTTP client, which also served the direct GETs): ${latCpu}.`,
+      `3 tunnel: downloads of ${fmt(SIZE / 1e6)} MB, best of ${ROUNDS} alternating rounds — raw ${raw.map((x) => fmt(x, 1)).join(', ')} MB/s; tunnel ${tun.map((x) => fmt(x, 1)).join(', ')} MB/s; direct HTTP from the backend (no tunnel) ${fmt(directMbps, 1)} MB/s. Raw: two processes, one Hyperswarm (Noise/UDX) connection on the devnet DHT, 64 kB writes with backpressure. Tunnel: four processes as in use — backend (plain node:http), provider (Provider with its gateway, bench/lib/provider-child.ts), customer (RentedSession with its local proxy: what dvm-session runs) and the HTTP client (the browser's part); ${spent.spent} sats paid during the bench. CPU during each download, % of one core (raw: sender/receiver; tunnel: provider/customer/backend/HTTP client): raw ${rawCpu.join(', ')}; tunnel ${tunCpu.join(', ')}; CPU ms per MB moved in the best rounds: raw ${rawPerMb}, tunnel ${tunPerMb}. UDP datagrams dropped for a full receive buffer (machine-wide) during the downloads: raw ${rawDrops}, tunnel ${tunDrops}. Byte pipe (bench/tunnel.ts pipeProvider, pipeCustomer: a Hyperswarm connection piped to and from one TCP connection at each end) ${pipe.map((x) => fmt(x, 1)).join(', ')} MB/s; CPU ${pipeCpu.join(', ')}; CPU ms per MB in its best round ${pipePerMb} (pipe provider/pipe customer/backend/HTTP client).`,
+      `3 tunnel: latency from ${GETS} GETs each way (direct, tunnel, byte pipe), interleaved in blocks of 250, one keep-alive connection each; tunnel p50/p90/p99/max ${fmt(tl.p50, 3)}/${fmt(tl.p90, 3)}/${fmt(tl.p99, 3)}/${fmt(tl.max, 2)} ms, direct ${fmt(dl.p50, 3)}/${fmt(dl.p90, 3)}/${fmt(dl.p99, 3)}/${fmt(dl.max, 2)} ms, byte pipe ${fmt(pl.p50, 3)}/${fmt(pl.p90, 3)}/${fmt(pl.p99, 3)}/${fmt(pl.max, 2)} ms; raw 100 B ping-pong over ${PINGS} round trips. CPU µs per tunnel GET, in brackets the part spent in the kernel (provider/customer; backend/HTTP client, which also served the direct and byte-pipe GETs): ${latCpu}; per byte-pipe GET (pipe provider/pipe customer): ${pipeLatCpu}.`,
     ]
     return { rows, notes }
   } finally {
@@ -375,12 +455,14 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
 }
 
 if (isMain(import.meta.url)) {
-  const [role, a, b] = process.argv.slice(2)
+  const [role, a, b, c] = process.argv.slice(2)
   const run =
     role === 'raw-server' ? rawServer(JSON.parse(a!))
     : role === 'raw-client' ? rawClient(JSON.parse(a!), b!)
     : role === 'tunnel-customer' ? tunnelCustomer(JSON.parse(a!) as CustomerOpts)
-    : role === 'browser' ? browser(a!, b!)
+    : role === 'pipe-provider' ? pipeProvider(JSON.parse(a!), b!)
+    : role === 'pipe-customer' ? pipeCustomer(JSON.parse(a!), b!)
+    : role === 'browser' ? browser(a!, b!, c!)
     : Promise.reject(new Error(`unknown role ${role}`))
   run.catch(fatal)
 }

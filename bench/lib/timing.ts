@@ -48,6 +48,8 @@ function clockTicks(): number {
 export interface ProcSample {
   /** user + system CPU time of the process so far, ms */
   cpuMs: number
+  /** of which in the kernel (system time), ms */
+  sysMs: number
   /** resident set size, bytes */
   rss: number
   /** when the sample was taken (performance.now()) */
@@ -64,7 +66,7 @@ export function procSample(pid: number): ProcSample {
   const ticks = Number(fields[11]) + Number(fields[12])
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const rssKb = Number(/VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1] ?? NaN)
-  return { cpuMs: (ticks * 1000) / clockTicks(), rss: rssKb * 1024, at }
+  return { cpuMs: (ticks * 1000) / clockTicks(), sysMs: (Number(fields[12]) * 1000) / clockTicks(), rss: rssKb * 1024, at }
 }
 
 /** CPU use between two samples, in percent of one core. */
