@@ -9,7 +9,9 @@ import { pipeline } from 'node:stream/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import WebSocket from 'ws'
 import { BLOCK, DATA_JSON, patternSha256, patternStream } from './fixtures/test-backend.js'
-import { readSlowly, request, startTunnelRig, testAgent, waitFor, type TunnelRig } from './fixtures/tunnel-harness.js'
+import { memoryDuplexPair, readSlowly, request, startTunnelRig, testAgent, waitFor, type TunnelRig } from './fixtures/tunnel-harness.js'
+import { createGateway } from '../src/tunnel/gateway.js'
+import { silentLogger } from '../src/tunnel/log.js'
 
 const MB = 1024 * 1024
 
@@ -317,5 +319,28 @@ describe('local proxy', () => {
     await expect(startLocalProxy({ port: rig.port, openStream: () => Promise.reject(new Error('unused')) })).rejects.toThrow(
       new RegExp(`port ${rig.port} .* already in use; .*--port`),
     )
+  })
+})
+
+describe('gateway backend origins', () => {
+  it('forwards to an IPv6 loopback backend and names it [::1]:port in Host', async () => {
+    const backend = http.createServer((req, res) => res.end(JSON.stringify({ host: req.headers.host, url: req.url })))
+    await new Promise<void>((resolve) => backend.listen(0, '::1', resolve))
+    const port = (backend.address() as net.AddressInfo).port
+    const gateway = createGateway({ backend: `http://[::1]:${port}`, isPaid: () => true, logger: silentLogger })
+    try {
+      const [client, server] = memoryDuplexPair()
+      gateway.handleStream(server, 's1')
+      client.end('GET /a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nConnection: close\r\n\r\n')
+      const chunks: Buffer[] = []
+      for await (const c of client) chunks.push(c as Buffer)
+      const text = Buffer.concat(chunks).toString()
+      expect(text).toMatch(/^HTTP\/1\.1 200/)
+      expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toEqual({ host: `[::1]:${port}`, url: '/a?b=1' })
+    } finally {
+      await gateway.close()
+      backend.closeAllConnections()
+      await new Promise<void>((resolve) => backend.close(() => resolve()))
+    }
   })
 })

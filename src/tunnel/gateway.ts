@@ -99,7 +99,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   const agent = new AgentClass({ keepAlive: true, scheduling: 'lifo' })
 
   const proxy = httpProxy.createProxyServer({
-    target: origin.origin,
+    // Parsed once: given a string, http-proxy copies its options and parses
+    // the target again for every request.
+    target: proxyTarget(origin),
     changeOrigin: true, // Host: becomes the backend's own host:port
     xfwd: false, // the customer's addresses are nobody's business
     selfHandleResponse: true, // we vet Location and stream the body ourselves
@@ -208,7 +210,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       delete req.headers.expect
       res.writeContinue()
     }
-    proxy.web(req, res, {}, (err) => onWebError(err as NodeJS.ErrnoException, req, res))
+    proxy.web(req, res, undefined, (err) => onWebError(err as NodeJS.ErrnoException, req, res))
   }
 
   async function onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -361,6 +363,20 @@ export function createGateway(options: GatewayOptions): Gateway {
       proxy.close()
     },
   }
+}
+
+/**
+ * `origin` in the shape url.parse() gives, which is what http-proxy reads
+ * from its `target` (hostname without IPv6 brackets, port null when default).
+ */
+function proxyTarget(origin: URL): httpProxy.ServerOptions['target'] {
+  return {
+    protocol: origin.protocol,
+    host: origin.host,
+    hostname: origin.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: origin.port || null,
+    path: '/',
+  } as unknown as httpProxy.ServerOptions['target']
 }
 
 function isPathPolicy(p: PathPolicy | PathPolicyOptions | undefined): p is PathPolicy {
