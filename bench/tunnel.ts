@@ -29,6 +29,7 @@ import http from 'node:http'
 import net from 'node:net'
 import { join } from 'node:path'
 import DHT from 'hyperdht'
+import httpProxy from 'http-proxy'
 import type { NoiseSecretStream } from 'hyperswarm'
 import { createSwarm } from '../src/wire/swarm.js'
 import { loadOrCreateIdentity } from '../src/identity/nostr-key.js'
@@ -233,6 +234,21 @@ async function pipeCustomer(bootstrap: Array<{ host: string; port: number }>, se
   tell('ready', { proxy: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}` })
 }
 
+/**
+ * A plain http-proxy reverse proxy in its own process, TCP on both sides: what
+ * the HTTP layer the gateway is built on costs here without any tunnel.
+ */
+async function plainProxy(backend: string): Promise<void> {
+  const proxy = httpProxy.createProxyServer({ target: backend, changeOrigin: true, agent: new http.Agent({ keepAlive: true }) })
+  const server = http.createServer((req, res) => proxy.web(req, res))
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  serveCommands({}, async () => {
+    server.closeAllConnections()
+    server.close()
+  })
+  tell('ready', { origin: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}` })
+}
+
 // ------------------------------------------------------------------ tunnel customer
 
 interface CustomerOpts {
@@ -275,9 +291,9 @@ async function tunnelCustomer(o: CustomerOpts): Promise<void> {
 
 // ------------------------------------------------------------------ the browser: HTTP through the proxy, and direct
 
-async function browser(proxy: string, backend: string, pipe: string): Promise<void> {
-  const agents = { tunnel: keepAlive(), direct: keepAlive(), pipe: keepAlive() }
-  const origins = { tunnel: proxy, direct: backend, pipe }
+async function browser(proxy: string, backend: string, pipe: string, plain: string): Promise<void> {
+  const agents = { tunnel: keepAlive(), direct: keepAlive(), pipe: keepAlive(), plain: keepAlive() }
+  const origins = { tunnel: proxy, direct: backend, pipe, plain }
   type Via = keyof typeof agents
   const get = async (via: Via, path: string): Promise<{ bytes: number; ms: number }> => {
     const r = await httpGet(`${origins[via]}${path}`, agents[via])
@@ -285,7 +301,7 @@ async function browser(proxy: string, backend: string, pipe: string): Promise<vo
     return r
   }
   // warm-up: connections, JIT, the gateway's backend pool
-  for (let i = 0; i < 200; i++) for (const via of ['tunnel', 'direct', 'pipe'] as const) await get(via, '/small')
+  for (let i = 0; i < 200; i++) for (const via of ['tunnel', 'direct', 'pipe', 'plain'] as const) await get(via, '/small')
   await get('tunnel', `/download?size=${16e6}`)
   await get('pipe', `/download?size=${16e6}`)
   serveCommands(
@@ -296,10 +312,10 @@ async function browser(proxy: string, backend: string, pipe: string): Promise<vo
         return { bytes: r.bytes, ms: r.ms }
       },
       latency: async (m) => {
-        const ms: Record<Via, number[]> = { direct: [], tunnel: [], pipe: [] }
+        const ms: Record<Via, number[]> = { direct: [], tunnel: [], pipe: [], plain: [] }
         const n = Number(m.n)
         for (let block = 0; block < n / 250; block++) {
-          for (const via of ['direct', 'tunnel', 'pipe'] as const) for (let i = 0; i < 250; i++) ms[via].push((await get(via, '/small')).ms)
+          for (const via of ['direct', 'tunnel', 'pipe', 'plain'] as const) for (let i = 0; i < 250; i++) ms[via].push((await get(via, '/small')).ms)
         }
         return ms
       },
@@ -334,12 +350,18 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
     const { publicKey } = await server.next('ready', 30_000)
     const client = child('raw-client', 'tunnel.ts', ['raw-client', boot, String(publicKey)])
     const opts: CustomerOpts = { bootstrap: ctx.devnet.bootstrap, mint: ctx.devnet.mint, providerPubkey: provider.pubkey, providerSwarmKey: provider.swarmKey, backend, dir: ctx.dir('tunnel-customer') }
+    await client.next('ready', 60_000)
+    // One connection at a time: several Hyperswarm clients looking up peers at
+    // once on the small devnet DHT sometimes wait out a long retry.
     const customer = child('tunnel-customer', 'tunnel.ts', ['tunnel-customer', JSON.stringify(opts)])
+    const custReady = await customer.next('ready', 60_000)
     const pipeProvider = child('pipe-provider', 'tunnel.ts', ['pipe-provider', boot, backend])
     const pipeKey = String((await pipeProvider.next('ready', 30_000)).publicKey)
     const pipeCustomer = child('pipe-customer', 'tunnel.ts', ['pipe-customer', boot, pipeKey])
-    const [, custReady, pipeReady] = await Promise.all([client.next('ready', 60_000), customer.next('ready', 60_000), pipeCustomer.next('ready', 60_000)])
-    const web = child('tunnel-browser', 'tunnel.ts', ['browser', String(custReady.proxy), backend, String(pipeReady.proxy)])
+    const pipeReady = await pipeCustomer.next('ready', 60_000)
+    const plain = child('plain-proxy', 'tunnel.ts', ['plain-proxy', backend])
+    const plainOrigin = String((await plain.next('ready', 30_000)).origin)
+    const web = child('tunnel-browser', 'tunnel.ts', ['browser', String(custReady.proxy), backend, String(pipeReady.proxy), plainOrigin])
     await web.next('ready', 60_000)
 
     const raw: number[] = []
@@ -384,15 +406,16 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
     const d = (await web.request('download', { size: SIZE, via: 'direct' }, 60_000)) as unknown as { bytes: number; ms: number }
     const directMbps = mbps(d.bytes, d.ms)
     const { rtts } = (await client.request('pings', { n: PINGS }, 60_000)) as unknown as { rtts: number[] }
-    const latPids = [provider.child.pid, customer.pid, backendChild.pid, web.pid, pipeProvider.pid, pipeCustomer.pid]
+    const latPids = [provider.child.pid, customer.pid, backendChild.pid, web.pid, pipeProvider.pid, pipeCustomer.pid, plain.pid]
     const lat0 = latPids.map(procSample)
-    const lat = (await web.request('latency', { n: GETS }, 90_000)) as unknown as { direct: number[]; tunnel: number[]; pipe: number[] }
+    const lat = (await web.request('latency', { n: GETS }, 90_000)) as unknown as { direct: number[]; tunnel: number[]; pipe: number[]; plain: number[] }
     const lat1 = latPids.map(procSample)
     // CPU µs each process spent per tunnel GET (the backend and client also served the direct GETs)
     // "total (kernel)" µs: the kernel's share is syscalls and wake-ups, the rest is JavaScript
     const latCpuEach = latPids.map((_, i) => `${fmt(((lat1[i]!.cpuMs - lat0[i]!.cpuMs) * 1000) / GETS)} (${fmt(((lat1[i]!.sysMs - lat0[i]!.sysMs) * 1000) / GETS)})`)
     const latCpu = latCpuEach.slice(0, 4).join('/')
-    const pipeLatCpu = latCpuEach.slice(4).join('/')
+    const pipeLatCpu = latCpuEach.slice(4, 6).join('/')
+    const plainLatCpu = latCpuEach[6]
     const spent = (await customer.request('spent')) as unknown as { spent: number; ended: string }
     if (process.env.BENCH_DEBUG_FRAMES) ctx.log(`tunnel: provider WireStream write sizes (≤ bytes: count): ${JSON.stringify((await provider.child.request('write-sizes')).sizes)}`)
 
@@ -403,6 +426,7 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
     const dl: Summary = summarize(lat.direct)
     const tl: Summary = summarize(lat.tunnel)
     const pl: Summary = summarize(lat.pipe)
+    const hl: Summary = summarize(lat.plain)
     const added = tl.p50 - dl.p50
     const rows: Row[] = [
       {
@@ -439,6 +463,14 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
       },
       {
         group: '3 tunnel',
+        figure: 'small GET through a plain http-proxy reverse proxy (own process, TCP both sides, no tunnel), p50 / p99',
+        value: `${fmt(hl.p50, 3)} / ${fmt(hl.p99, 3)} ms`,
+        reference: `direct ${fmt(dl.p50, 3)} ms`,
+        ratio: `+${fmt(hl.p50 - dl.p50, 3)} ms`,
+        verdict: 'info',
+      },
+      {
+        group: '3 tunnel',
         figure: 'raw Hyperswarm round trip, 100 B, p50 / p99',
         value: `${fmt(ping.p50, 3)} / ${fmt(ping.p99, 3)} ms`,
         verdict: 'info',
@@ -446,7 +478,7 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
     ]
     const notes = [
       `3 tunnel: downloads of ${fmt(SIZE / 1e6)} MB, best of ${ROUNDS} alternating rounds — raw ${raw.map((x) => fmt(x, 1)).join(', ')} MB/s; tunnel ${tun.map((x) => fmt(x, 1)).join(', ')} MB/s; direct HTTP from the backend (no tunnel) ${fmt(directMbps, 1)} MB/s. Raw: two processes, one Hyperswarm (Noise/UDX) connection on the devnet DHT, 64 kB writes with backpressure. Tunnel: four processes as in use — backend (plain node:http), provider (Provider with its gateway, bench/lib/provider-child.ts), customer (RentedSession with its local proxy: what dvm-session runs) and the HTTP client (the browser's part); ${spent.spent} sats paid during the bench. CPU during each download, % of one core (raw: sender/receiver; tunnel: provider/customer/backend/HTTP client): raw ${rawCpu.join(', ')}; tunnel ${tunCpu.join(', ')}; CPU ms per MB moved in the best rounds: raw ${rawPerMb}, tunnel ${tunPerMb}. UDP datagrams dropped for a full receive buffer (machine-wide) during the downloads: raw ${rawDrops}, tunnel ${tunDrops}. Byte pipe (bench/tunnel.ts pipeProvider, pipeCustomer: a Hyperswarm connection piped to and from one TCP connection at each end) ${pipe.map((x) => fmt(x, 1)).join(', ')} MB/s; CPU ${pipeCpu.join(', ')}; CPU ms per MB in its best round ${pipePerMb} (pipe provider/pipe customer/backend/HTTP client).`,
-      `3 tunnel: latency from ${GETS} GETs each way (direct, tunnel, byte pipe), interleaved in blocks of 250, one keep-alive connection each; tunnel p50/p90/p99/max ${fmt(tl.p50, 3)}/${fmt(tl.p90, 3)}/${fmt(tl.p99, 3)}/${fmt(tl.max, 2)} ms, direct ${fmt(dl.p50, 3)}/${fmt(dl.p90, 3)}/${fmt(dl.p99, 3)}/${fmt(dl.max, 2)} ms, byte pipe ${fmt(pl.p50, 3)}/${fmt(pl.p90, 3)}/${fmt(pl.p99, 3)}/${fmt(pl.max, 2)} ms; raw 100 B ping-pong over ${PINGS} round trips. CPU µs per tunnel GET, in brackets the part spent in the kernel (provider/customer; backend/HTTP client, which also served the direct and byte-pipe GETs): ${latCpu}; per byte-pipe GET (pipe provider/pipe customer): ${pipeLatCpu}.`,
+      `3 tunnel: latency from ${GETS} GETs each way (direct, tunnel, byte pipe, plain http-proxy), interleaved in blocks of 250, one keep-alive connection each; tunnel p50/p90/p99/max ${fmt(tl.p50, 3)}/${fmt(tl.p90, 3)}/${fmt(tl.p99, 3)}/${fmt(tl.max, 2)} ms, direct ${fmt(dl.p50, 3)}/${fmt(dl.p90, 3)}/${fmt(dl.p99, 3)}/${fmt(dl.max, 2)} ms, byte pipe ${fmt(pl.p50, 3)}/${fmt(pl.p90, 3)}/${fmt(pl.p99, 3)}/${fmt(pl.max, 2)} ms, plain http-proxy (bench/tunnel.ts plainProxy) ${fmt(hl.p50, 3)}/${fmt(hl.p90, 3)}/${fmt(hl.p99, 3)}/${fmt(hl.max, 2)} ms; raw 100 B ping-pong over ${PINGS} round trips. CPU µs per tunnel GET, in brackets the part spent in the kernel (provider/customer; backend/HTTP client, which also served the other GETs): ${latCpu}; per byte-pipe GET (pipe provider/pipe customer): ${pipeLatCpu}; per plain http-proxy GET: ${plainLatCpu}.`,
     ]
     return { rows, notes }
   } finally {
@@ -455,14 +487,15 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
 }
 
 if (isMain(import.meta.url)) {
-  const [role, a, b, c] = process.argv.slice(2)
+  const [role, a, b, c, d] = process.argv.slice(2)
   const run =
     role === 'raw-server' ? rawServer(JSON.parse(a!))
     : role === 'raw-client' ? rawClient(JSON.parse(a!), b!)
     : role === 'tunnel-customer' ? tunnelCustomer(JSON.parse(a!) as CustomerOpts)
     : role === 'pipe-provider' ? pipeProvider(JSON.parse(a!), b!)
     : role === 'pipe-customer' ? pipeCustomer(JSON.parse(a!), b!)
-    : role === 'browser' ? browser(a!, b!, c!)
+    : role === 'plain-proxy' ? plainProxy(a!)
+    : role === 'browser' ? browser(a!, b!, c!, d!)
     : Promise.reject(new Error(`unknown role ${role}`))
   run.catch(fatal)
 }
