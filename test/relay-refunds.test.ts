@@ -20,6 +20,7 @@ import { WalletJobPayments, type JobPayments } from '../src/provider/job-payment
 import { runRelayJob, type CustomerEvent, type JobSpec, type PayInvoice } from '../src/customer/relay-job.js'
 import { Wallet } from '../src/payments/wallet.js'
 import { until } from './helpers/until.js'
+import { startRelay } from '../src/devnet/relay.js'
 import { failingProcessor, hangingProcessor } from './helpers/ending-processors.js'
 
 /**
@@ -55,8 +56,8 @@ afterAll(async () => {
 const balance = async (w: Wallet): Promise<number> => (await w.balance()).balance
 const receiveRefund = async (token: string): Promise<number> => (await payer.receive(token)).amount
 
-async function newPool(): Promise<RelayPool> {
-  const pool = new RelayPool({ crypto, relays: devnet().relays, reconnectMinMs: 50, reconnectMaxMs: 300, publishTimeoutMs: 5000 })
+async function newPool(relays = devnet().relays): Promise<RelayPool> {
+  const pool = new RelayPool({ crypto, relays, reconnectMinMs: 50, reconnectMaxMs: 300, publishTimeoutMs: 5000 })
   cleanup.push(() => pool.close())
   await pool.waitConnected(3000)
   return pool
@@ -109,9 +110,10 @@ interface Customer {
   run(spec: Partial<JobSpec> & { text?: string }, extra?: { signal?: AbortSignal; pay?: PayInvoice; timeoutMs?: number }): ReturnType<typeof runRelayJob>
 }
 
-async function customer(): Promise<Customer> {
+/** `relays`: where the customer publishes and reads; its requests name them all in their `relays` tag. */
+async function customer(relays?: string[]): Promise<Customer> {
   const identity = identityFromSecret(generateSecretKey())
-  const pool = await newPool()
+  const pool = await newPool(relays)
   const events: CustomerEvent[] = []
   return {
     identity,
@@ -269,7 +271,7 @@ describe('refunds of paid relay jobs', () => {
     expect(await balance(payer)).toBe(before + PRICE)
   })
 
-  it('never refunds twice: a provider killed mid-job refunds on restart, and a further restart sends nothing', async () => {
+  it('never refunds twice: a provider killed mid-job refunds on restart, also to the relays the request named, and a further restart sends nothing', async () => {
     const provDir = join(dir, 'prov-crash')
     // Spare sats in the provider's wallet: a second refund would find the money to be paid from.
     const pw = new Wallet({ dataDir: provDir, mintUrl: devnet().mint })
@@ -280,9 +282,12 @@ describe('refunds of paid relay jobs', () => {
     const spawn = () =>
       procs.spawn(process.execPath, tsArgs('test/fixtures/refund-provider.ts', provDir, devnet().relays[0]!, devnet().mint, Buffer.from(sk).toString('hex')), { timeoutMs: 40_000 })
 
+    // The customer also reads a relay the provider does not use; its request names both.
+    const own = await startRelay({ log: () => {} })
+    cleanup.push(() => own.stop())
     const first = spawn()
     await first.waitFor(/"type":"ready"/)
-    const c = await customer()
+    const c = await customer([devnet().relays[0]!, own.url])
     const before = await balance(payer)
     const running = c.run({ text: 'die mid-job', provider: identity.pubkey, encrypt: true, params: { cashu: await payer.send(PRICE) } }, { timeoutMs: 40_000 })
     running.catch(() => {})
@@ -306,6 +311,8 @@ describe('refunds of paid relay jobs', () => {
     expect(third.stdout).not.toMatch(/refund/)
     const requestId = c.events.find((e) => e.type === 'published')!.id
     expect(await refundEvents(c.pool, requestId)).toHaveLength(1)
+    // The restarted provider had only its ledger to go by, and still published there.
+    expect(await refundEvents(await newPool([own.url]), requestId)).toHaveLength(1)
     expect(await balance(pw)).toBe(10)
     expect((await ledgerEntries(provDir)).map((e) => e.state)).toEqual(['refunded'])
   })
@@ -316,7 +323,7 @@ describe('the refund ledger', () => {
     const refunds = new Refunds({ ledger: await RefundLedger.open(join(dir, 'late-invoices')), wallet: undefined, secretKey: generateSecretKey(), log: () => undefined })
     const customer = identityFromSecret(generateSecretKey()).pubkey
     const ids = Array.from({ length: 120 }, (_, i) => i.toString(16).padStart(64, '0'))
-    for (const [i, id] of ids.entries()) await refunds.invoiced(id, customer, PRICE, 'nip44', `q${i}`, undefined)
+    for (const [i, id] of ids.entries()) await refunds.invoiced({ id, customer, scheme: 'nip44' }, PRICE, `q${i}`, undefined)
     const asked = new Set<string>()
     let perPass = 0
     const check = async (quote: string): Promise<'paid' | 'unpaid' | 'expired'> => {
@@ -361,7 +368,7 @@ describe('the refund ledger', () => {
     const id = 'ab'.repeat(32)
 
     let refunds = await open()
-    await refunds.paid(id, cust.pubkey, PRICE, 'nip44')
+    await refunds.paid({ id, customer: cust.pubkey, scheme: 'nip44' }, PRICE)
     // The payment went elsewhere (say, locked proofs not redeemed yet): the wallet is empty.
     const out = await refunds.settle(id, 'the job failed: boom')
     expect(out.tag).toBeUndefined()

@@ -13,6 +13,12 @@ import type { JobActivity } from './relay-job-options.js'
  * answers, signed and published to its relays and (checked, relay-targets.ts)
  * to the relays a request names.
  */
+/** Where a job's replies go: our relays, and those its request names (checked once, then kept here). */
+interface ReplyTarget {
+  request: Pick<JobRequest, 'id' | 'relays'>
+  replyRelays?: Promise<string[]>
+}
+
 export interface ReplyJob {
   request: JobRequest
   encrypt?: ReplyEncryptor
@@ -54,11 +60,11 @@ export class JobReplies {
 
   /**
    * Feedback for a job no longer held in memory (a refund retried after a
-   * restart): to our own relays only, since the request's are not known any more.
+   * restart): to our relays and the request's, which the refund ledger kept.
    */
-  async standaloneFeedback(request: { id: string; customer: string }, draft: FeedbackDraft): Promise<boolean> {
+  async standaloneFeedback(request: { id: string; customer: string; relays: string[] }, draft: FeedbackDraft): Promise<boolean> {
     const ev = await this.o.signer.sign(buildFeedback(request, draft, nowSeconds()))
-    const outcomes = await this.o.pool.publish(ev)
+    const outcomes = await this.publish(ev, { request })
     if (outcomes.some((o) => o.ok)) return true
     this.o.activity({ type: 'publish-failed', id: request.id, what: draft.status, reason: outcomes.map((o) => `${o.relay}: ${o.message}`).join('; ') })
     return false
@@ -119,14 +125,14 @@ export class JobReplies {
    * request names, without waiting: an unreachable relay chosen by the
    * customer must not stall the job.
    */
-  private publish(ev: Event, job: ReplyJob): Promise<PublishOutcome[]> {
+  private publish(ev: Event, job: ReplyTarget): Promise<PublishOutcome[]> {
     const extra = this.replyRelays(job)
     if (extra) void extra.then((relays) => (relays.length > 0 ? this.o.pool.publish(ev, { relays }) : undefined)).catch(() => undefined)
     return this.o.pool.publish(ev)
   }
 
   /** The request's `relays` its replies may also go to, checked once per job. */
-  private replyRelays(job: ReplyJob): Promise<string[]> | undefined {
+  private replyRelays(job: ReplyTarget): Promise<string[]> | undefined {
     if (!this.o.requestRelays || job.request.relays.length === 0) return undefined
     job.replyRelays ??= this.o.targets.choose(job.request.relays).then(
       ({ use, skipped }) => {

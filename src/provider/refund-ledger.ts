@@ -34,6 +34,8 @@ export interface RefundEntry {
   sats: number
   /** how the refund token is encrypted (the request's scheme, NIP-44 for plain requests) */
   scheme: EncryptionScheme
+  /** the request's `relays`: where the customer reads replies, so a refund made after a restart goes there too */
+  relays?: string[]
   state: RefundState
   paidAt: number
   updatedAt: number
@@ -101,7 +103,7 @@ export class RefundLedger {
   }
 
   /** Record an invoice given for a job, before anyone can pay it. */
-  invoiced(e: Pick<RefundEntry, 'id' | 'customer' | 'sats' | 'scheme' | 'quote' | 'expiresAt'>): Promise<void> {
+  invoiced(e: Pick<RefundEntry, 'id' | 'customer' | 'sats' | 'scheme' | 'relays' | 'quote' | 'expiresAt'>): Promise<void> {
     if (this.entries.has(e.id)) return Promise.resolve()
     const now = Date.now()
     this.entries.set(e.id, { ...e, state: 'invoiced', paidAt: now, updatedAt: now })
@@ -111,7 +113,7 @@ export class RefundLedger {
   }
 
   /** Record a received payment before the job runs (an invoiced job's entry becomes paid). */
-  paid(e: Pick<RefundEntry, 'id' | 'customer' | 'sats' | 'scheme'>): Promise<void> {
+  paid(e: Pick<RefundEntry, 'id' | 'customer' | 'sats' | 'scheme' | 'relays'>): Promise<void> {
     const current = this.entries.get(e.id)
     if (current && current.state !== 'invoiced') return Promise.resolve()
     const now = Date.now()

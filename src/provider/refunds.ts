@@ -1,4 +1,4 @@
-import { encryptFor, type EncryptionScheme } from '../nostr/encryption.js'
+import { encryptFor } from '../nostr/encryption.js'
 import { refundNote, type RefundTag } from '../nostr/nip90.js'
 import type { RefundEntry, RefundLedger } from './refund-ledger.js'
 
@@ -30,6 +30,9 @@ export interface RefundsOptions {
   onOwed?: (id: string, sats: number, reason: string) => void
 }
 
+/** The job a payment is for, as the ledger keeps it: whom to pay back, how to encrypt to them, where they read replies. */
+export type RefundJob = Pick<RefundEntry, 'id' | 'customer' | 'scheme' | 'relays'>
+
 /** What a failed job's closing `error` carries about its payment. */
 export interface RefundOutcome {
   /** the tag to publish; absent when no token could be made */
@@ -57,11 +60,11 @@ export class Refunds {
   }
 
   /** An invoice was made for the job: recorded before its bolt11 goes out, so a payment that comes after the job is over is still found. */
-  async invoiced(id: string, customer: string, sats: number, scheme: EncryptionScheme, quote: string, expiresAt: number | undefined): Promise<void> {
+  async invoiced(job: RefundJob, sats: number, quote: string, expiresAt: number | undefined): Promise<void> {
     try {
-      await this.o.ledger.invoiced({ id, customer, sats, scheme, quote, ...(expiresAt !== undefined ? { expiresAt } : {}) })
+      await this.o.ledger.invoiced({ ...job, sats, quote, ...(expiresAt !== undefined ? { expiresAt } : {}) })
     } catch (err) {
-      this.o.log(`could not record the invoice for job ${id} in ${this.o.ledger.path}: ${(err as Error).message}; a payment after the job ends would not be refunded automatically`)
+      this.o.log(`could not record the invoice for job ${job.id} in ${this.o.ledger.path}: ${(err as Error).message}; a payment after the job ends would not be refunded automatically`)
     }
   }
 
@@ -88,12 +91,12 @@ export class Refunds {
   }
 
   /** The payment was received and verified: record what is owed if the job does not deliver. */
-  async paid(id: string, customer: string, sats: number, scheme: EncryptionScheme): Promise<void> {
+  async paid(job: RefundJob, sats: number): Promise<void> {
     try {
-      await this.o.ledger.paid({ id, customer, sats, scheme })
+      await this.o.ledger.paid({ ...job, sats })
     } catch (err) {
       // The job goes on: it is refunded from memory if it fails now; only a crash would forget it.
-      this.o.log(`could not record the payment of ${sats} sats for job ${id} in ${this.o.ledger.path}: ${(err as Error).message}`)
+      this.o.log(`could not record the payment of ${sats} sats for job ${job.id} in ${this.o.ledger.path}: ${(err as Error).message}`)
     }
   }
 

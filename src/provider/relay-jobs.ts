@@ -28,7 +28,7 @@ import { jobCacheKey, ResultCache, withoutPaymentParams } from './result-cache.j
 import { ResultSizeMeter, resultTooLargeMessage } from './result-event.js'
 import { PartialStream } from './partial-stream.js'
 import { RefundLedger } from './refund-ledger.js'
-import { Refunds, type PublishRefund, type RefundOutcome } from './refunds.js'
+import { Refunds, type PublishRefund, type RefundJob, type RefundOutcome } from './refunds.js'
 
 /**
  * The provider's NIP-90 service: takes job requests from relays, runs them
@@ -225,7 +225,7 @@ export class RelayJobService {
     if (!refunds || this.refundRetry || this.stopped || refunds.pending === 0) return
     const late = this.payments?.lateInvoice?.bind(this.payments)
     const publish: PublishRefund = (e, tag, note) =>
-      this.replies!.standaloneFeedback({ id: e.id, customer: e.customer }, { status: 'error', extra: withNote(e.reason ?? 'the job failed', note), refund: tag })
+      this.replies!.standaloneFeedback({ id: e.id, customer: e.customer, relays: e.relays ?? [] }, { status: 'error', extra: withNote(e.reason ?? 'the job failed', note), refund: tag })
     this.refundRetry = (async () => {
       // Invoices paid after their job ended become refunds owed, made in the same pass.
       if (late) await refunds.lateInvoices(late, (id) => this.jobs.has(id))
@@ -451,12 +451,12 @@ export class RelayJobService {
         // Part of it was taken before it fell short: that part is refunded like a failed job.
         if (err instanceof PaymentRefused && err.receivedSats > 0) {
           job.paidMsats = err.receivedSats * 1000
-          await this.refunds?.paid(request.id, request.customer, err.receivedSats, request.encryption ?? 'nip44')
+          await this.refunds?.paid(refundJob(request), err.receivedSats)
         }
         throw err
       })
       job.paidMsats = got * 1000
-      await this.refunds?.paid(request.id, request.customer, got, request.encryption ?? 'nip44')
+      await this.refunds?.paid(refundJob(request), got)
       this.activity({ type: 'paid', id: request.id, sats: got, via: 'cashu' })
       await this.feedback(job, { status: 'processing', extra: `paid ${got} sats in ecash` })
       job.processingSent = true
@@ -468,7 +468,7 @@ export class RelayJobService {
     const unpaid = paymentTimeoutMs === untilExpiry ? 'the invoice was not paid before the request expired' : 'the invoice was not paid in time'
     await this.whileWaiting(() => withTimeout(job.abort.signal, paymentTimeoutMs, unpaid, async (signal) => {
       const invoice = await payments.invoice(sats, signal)
-      await this.refunds?.invoiced(request.id, request.customer, sats, request.encryption ?? 'nip44', invoice.quote, invoice.expiresAt)
+      await this.refunds?.invoiced(refundJob(request), sats, invoice.quote, invoice.expiresAt)
       if (!signal.aborted) {
         this.activity({ type: 'payment-required', id: request.id, sats, bolt11: invoice.bolt11 })
         await this.feedback(job, { status: 'payment-required', amountMsats: msats, bolt11: invoice.bolt11, extra: `pay ${sats} sats to start the job` })
@@ -478,7 +478,7 @@ export class RelayJobService {
       await invoice.settled(signal)
     }))
     job.paidMsats = msats
-    await this.refunds?.paid(request.id, request.customer, sats, request.encryption ?? 'nip44')
+    await this.refunds?.paid(refundJob(request), sats)
     this.activity({ type: 'paid', id: request.id, sats, via: 'invoice' })
     await this.feedback(job, { status: 'processing', extra: 'payment received' })
     job.processingSent = true
@@ -619,4 +619,9 @@ async function withTimeout<T>(parent: AbortSignal, ms: number, message: string, 
     // Whatever `fn` left tied to the signal (an invoice watch, a processor's request) ends with it.
     if (!c.signal.aborted) c.abort(new JobFailure('finished'))
   }
+}
+
+/** What the refund ledger keeps of a request. */
+function refundJob(request: JobRequest): RefundJob {
+  return { id: request.id, customer: request.customer, scheme: request.encryption ?? 'nip44', ...(request.relays.length > 0 ? { relays: request.relays } : {}) }
 }
