@@ -350,15 +350,11 @@ export async function benchTunnel(ctx: BenchContext): Promise<Section> {
     const { publicKey } = await server.next('ready', 30_000)
     const client = child('raw-client', 'tunnel.ts', ['raw-client', boot, String(publicKey)])
     const opts: CustomerOpts = { bootstrap: ctx.devnet.bootstrap, mint: ctx.devnet.mint, providerPubkey: provider.pubkey, providerSwarmKey: provider.swarmKey, backend, dir: ctx.dir('tunnel-customer') }
-    await client.next('ready', 60_000)
-    // One connection at a time: several Hyperswarm clients looking up peers at
-    // once on the small devnet DHT sometimes wait out a long retry.
     const customer = child('tunnel-customer', 'tunnel.ts', ['tunnel-customer', JSON.stringify(opts)])
-    const custReady = await customer.next('ready', 60_000)
     const pipeProvider = child('pipe-provider', 'tunnel.ts', ['pipe-provider', boot, backend])
     const pipeKey = String((await pipeProvider.next('ready', 30_000)).publicKey)
     const pipeCustomer = child('pipe-customer', 'tunnel.ts', ['pipe-customer', boot, pipeKey])
-    const pipeReady = await pipeCustomer.next('ready', 60_000)
+    const [, custReady, pipeReady] = await Promise.all([client.next('ready', 60_000), customer.next('ready', 60_000), pipeCustomer.next('ready', 60_000)])
     const plain = child('plain-proxy', 'tunnel.ts', ['plain-proxy', backend])
     const plainOrigin = String((await plain.next('ready', 30_000)).origin)
     const web = child('tunnel-browser', 'tunnel.ts', ['browser', String(custReady.proxy), backend, String(pipeReady.proxy), plainOrigin])

@@ -70,6 +70,12 @@ export class BenchChild {
   readonly logFile: string
   private serial = 0
   private readonly waiters = new Set<{ match: (m: Msg) => boolean; resolve: (m: Msg) => void }>()
+  /**
+   * 'ready' and 'fatal' that came before anyone waited for them: a child
+   * started alongside others may be ready before the runner gets to it.
+   * Other messages (replies, events) only count for whoever already waits.
+   */
+  private readonly early: Msg[] = []
   private readonly exited: Promise<number | null>
   private exitCode: number | null | undefined
 
@@ -108,12 +114,15 @@ export class BenchChild {
       }),
     )
     this.proc.on('message', (m: Msg) => {
+      let taken = false
       for (const w of [...this.waiters]) {
         if (w.match(m)) {
           this.waiters.delete(w)
           w.resolve(m)
+          taken = true
         }
       }
+      if (!taken && (m.type === 'ready' || m.type === 'fatal')) this.early.push(m)
     })
   }
 
@@ -133,6 +142,7 @@ export class BenchChild {
   private wait(match: (m: Msg) => boolean, timeoutMs: number, what: string): Promise<Msg> {
     if (!this.running) return Promise.reject(new Error(`${what}: the child had exited (${this.exitCode})${this.tail()}`))
     return new Promise<Msg>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
       const w = {
         match: (m: Msg) => match(m) || m.type === 'fatal',
         resolve: (m: Msg) => {
@@ -142,7 +152,12 @@ export class BenchChild {
           else resolve(m)
         },
       }
-      const timer = setTimeout(() => {
+      const early = this.early.findIndex(w.match)
+      if (early !== -1) {
+        w.resolve(this.early.splice(early, 1)[0]!)
+        return
+      }
+      timer = setTimeout(() => {
         this.waiters.delete(w)
         reject(new Error(`${what}: no answer within ${Math.round(timeoutMs / 1000)} s${this.tail()}`))
       }, timeoutMs)
