@@ -13,12 +13,6 @@ import type { JobActivity } from './relay-job-options.js'
  * answers, signed and published to its relays and (checked, relay-targets.ts)
  * to the relays a request names.
  */
-/** Where a job's replies go: our relays, and those its request names (checked once, then kept here). */
-interface ReplyTarget {
-  request: Pick<JobRequest, 'id' | 'relays'>
-  replyRelays?: Promise<string[]>
-}
-
 export interface ReplyJob {
   request: JobRequest
   encrypt?: ReplyEncryptor
@@ -26,6 +20,12 @@ export interface ReplyJob {
   feedbackSent: boolean
   paidMsats?: number
   /** extra relays its replies also go to, once checked */
+  replyRelays?: Promise<string[]>
+}
+
+/** Where a job's replies go: our relays, and those its request names (checked once, then kept here). */
+interface ReplyTarget {
+  request: Pick<JobRequest, 'id' | 'relays'>
   replyRelays?: Promise<string[]>
 }
 
