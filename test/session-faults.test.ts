@@ -10,6 +10,10 @@ import { startMint } from '../src/devnet/mint.js'
 import { loadOrCreateIdentity } from '../src/identity/nostr-key.js'
 import { Wallet } from '../src/payments/wallet.js'
 import type { SessionSummary } from '../src/customer/session-client.js'
+import { RentedSession } from '../src/customer/session-runner.js'
+import { walletFunds } from '../src/customer/wallet-funds.js'
+import { startTestBackend } from './fixtures/test-backend.js'
+import { request } from './fixtures/tunnel-harness.js'
 
 const procs = useProcs()
 let agents: Agents
@@ -51,6 +55,58 @@ describe('faults', () => {
     expect(redeemed - acked).toBeLessThanOrEqual(1)
     await proc.stop()
   })
+
+  it('provider restarted mid-session: the rented session reconnects, pays on, and its local proxy serves again', async () => {
+    agents = new Agents(devnet())
+    const backend = await startTestBackend()
+    agents.defer(() => backend.close())
+    const pdir = await agents.dir('dvm-provider-')
+    const pid = await loadOrCreateIdentity(pdir)
+    // 1 sat a second, so the budget outlasts the restart
+    const start = () => agentCli(pdir, `--backend=${backend.origin}`, '--price-per-minute=60')
+    let proc = start()
+    await proc.waitFor(/"type":"ready"/, 30_000)
+    const c = await agents.customer(80)
+    const rented = new RentedSession({
+      identity: c.identity,
+      funds: walletFunds(c.wallet, devnet().mint, c.refundKey),
+      kind: 5100,
+      budget: 70,
+      bootstrap: devnet().bootstrap,
+      providerPubkey: pid.pubkey,
+      port: 0,
+      lockSeconds: 1200,
+      // Well under the ~15 s a connection to a killed process takes to time out:
+      // the session has to drop it itself to dial the restarted provider in time.
+      reconnectMs: 6_000,
+    })
+    agents.defer(() => rented.stop())
+    const seen: string[] = []
+    for (const ev of ['reconnecting', 'reconnected', 'end']) rented.on(ev, () => seen.push(ev))
+    await rented.start()
+    const base = rented.proxy!.url.replace(/\/$/, '')
+    await until(() => rented.client.spent >= 1, 'first tick acknowledged')
+    const before = await request(`${base}/api/data.json`, { agent: false })
+    expect(before.status).toBe(200)
+
+    proc.signal('SIGKILL', true)
+    await proc.exited
+    proc = start()
+    await proc.waitFor(/"type":"ready"/, 30_000)
+    await until(() => seen.includes('reconnected') || seen.includes('end'), 'session reconnected or ended', 30_000, 100)
+    expect(seen.slice(0, 2)).toEqual(['reconnecting', 'reconnected'])
+    // the restarted provider acknowledges new ticks of the same session, and the proxy answers again
+    const spent = rented.client.spent
+    await until(() => rented.client.spent > spent, 'a tick acknowledged after the restart', 15_000, 100)
+    const after = await request(`${base}/api/data.json`, { agent: false })
+    expect(after.status).toBe(200)
+    expect(after.body.equals(before.body)).toBe(true)
+    expect(seen).not.toContain('end')
+    const summary = await rented.stop()
+    expect(summary.reason).toBe('customer quit')
+    expect(summary.providerGone).toBe(false)
+    await proc.stop()
+  }, 120_000)
 
   it('customer killed: the provider ends the session after the grace and redeems what it was paid', async () => {
     agents = new Agents(devnet())

@@ -133,6 +133,10 @@ export class RentedSession extends EventEmitter {
 
   private async reconnect(last: SessionSummary): Promise<void> {
     this.emit('reconnecting', { reason: last.reason })
+    // A provider that stopped answering may still hold the connection open as far
+    // as the swarm can tell (a killed process sends no close): while it does, the
+    // swarm does not dial the provider again. Drop it so the next dial starts now.
+    this.link.peer.close()
     try {
       const { link } = await connectToProvider({
         identity: this.opts.identity,
