@@ -5,8 +5,9 @@
  * is newer than it) is spawned against a provider already running on the
  * devnet (bench/lib/provider-child.ts with the bench backend), with a funded
  * wallet in a fresh data dir. Timed from spawn() to the first 200 answer of a
- * GET through its local proxy (a 402 before the first tick is acknowledged is
- * retried every 5 ms). The JSON lines it prints give the phases.
+ * GET through its local proxy (the proxy holds a request until the first tick
+ * is acknowledged; any other answer is retried every 5 ms). The JSON lines it
+ * prints give the phases.
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { DATA_PATH_NODE_FLAGS } from '../src/cli/node-flags.js'

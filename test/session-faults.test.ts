@@ -85,9 +85,14 @@ describe('faults', () => {
     for (const ev of ['reconnecting', 'reconnected', 'end']) rented.on(ev, () => seen.push(ev))
     await rented.start()
     const base = rented.proxy!.url.replace(/\/$/, '')
-    await until(() => rented.client.spent >= 1, 'first tick acknowledged')
+    // A page asked for while the session reconnects waits for it instead of failing.
+    let during: ReturnType<typeof request> | undefined
+    rented.once('reconnecting', () => (during = request(`${base}/api/data.json`, { agent: false })))
+    // Asked before the first payment is acknowledged: answered once it is, not with a 402.
+    expect(rented.client.spent).toBe(0)
     const before = await request(`${base}/api/data.json`, { agent: false })
     expect(before.status).toBe(200)
+    expect(rented.client.spent).toBeGreaterThanOrEqual(1)
 
     proc.signal('SIGKILL', true)
     await proc.exited
@@ -95,6 +100,9 @@ describe('faults', () => {
     await proc.waitFor(/"type":"ready"/, 30_000)
     await until(() => seen.includes('reconnected') || seen.includes('end'), 'session reconnected or ended', 30_000, 100)
     expect(seen.slice(0, 2)).toEqual(['reconnecting', 'reconnected'])
+    const waited = await during!
+    expect(waited.status).toBe(200)
+    expect(waited.body.equals(before.body)).toBe(true)
     // the restarted provider acknowledges new ticks of the same session, and the proxy answers again
     const spent = rented.client.spent
     await until(() => rented.client.spent > spent, 'a tick acknowledged after the restart', 15_000, 100)

@@ -64,6 +64,13 @@ export class RentedSession extends EventEmitter {
   private swarm!: Hyperswarm
   private closing = false
   private endSummary: SessionSummary | null = null
+  /**
+   * Settles when the provider has acknowledged a payment since the session
+   * (re)opened. New tunnel streams wait for it: a browser that asks right
+   * after start, or while the session reconnects, gets its page a moment
+   * later instead of the provider's 402.
+   */
+  private paid = pending()
 
   constructor(private readonly opts: RentOptions) {
     super()
@@ -106,6 +113,7 @@ export class RentedSession extends EventEmitter {
       expectedMs: this.opts.expectedMs,
     })
     for (const ev of ['tick', 'ack', 'refuse', 'locked', 'lock-error']) this.client.on(ev, (e) => this.emit(ev, e))
+    this.client.on('ack', () => this.paid.resolve())
     this.client.on('end', (s: SessionSummary) => this.onClientEnd(s))
     await this.client.open()
     this.emit('open', this.client.accept)
@@ -114,8 +122,12 @@ export class RentedSession extends EventEmitter {
       this.proxy = await startLocalProxy({
         port: this.opts.port,
         host: this.opts.host,
+        // The local proxy gives up on a wait longer than its open timeout (504).
         openStream: async () => {
-          if (this.client.ended) throw new TunnelRefusedError('the paid session has ended; start a new one with dvm-session', 402, 'session_ended')
+          await this.paid.promise
+          if (this.client.ended) {
+            throw this.endSummary ? sessionEnded() : new TunnelRefusedError('the connection to the provider dropped and dvm-session is reconnecting; try again in a moment', 503, 'reconnecting')
+          }
           return this.client.openStream()
         },
       })
@@ -133,6 +145,7 @@ export class RentedSession extends EventEmitter {
 
   private async reconnect(last: SessionSummary): Promise<void> {
     this.emit('reconnecting', { reason: last.reason })
+    this.paid = pending()
     // A provider that stopped answering may still hold the connection open as far
     // as the swarm can tell (a killed process sends no close): while it does, the
     // swarm does not dial the provider again. Drop it so the next dial starts now.
@@ -158,6 +171,7 @@ export class RentedSession extends EventEmitter {
   private async finish(summary: SessionSummary): Promise<void> {
     if (this.endSummary) return
     this.endSummary = summary
+    this.paid.reject(sessionEnded())
     // the wallet records every acknowledged proof before anyone reads the final account
     await this.client?.flushSpent()
     await this.proxy?.close()
@@ -174,4 +188,26 @@ export class RentedSession extends EventEmitter {
     else if (!this.client) await this.finish({ session: '', spent: 0, lockedUnsent: 0, refundAt: null, reason, providerGone: false })
     return done
   }
+}
+
+function sessionEnded(): TunnelRefusedError {
+  return new TunnelRefusedError('the paid session has ended; start a new one with dvm-session', 402, 'session_ended')
+}
+
+interface Pending {
+  promise: Promise<void>
+  resolve: () => void
+  reject: (err: Error) => void
+}
+
+function pending(): Pending {
+  let resolve!: () => void
+  let reject!: (err: Error) => void
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res
+    reject = rej
+  })
+  // a rejection nobody waits for (no browser asked) is not an error
+  promise.catch(() => {})
+  return { promise, resolve, reject }
 }
