@@ -99,8 +99,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const agent = new AgentClass({ keepAlive: true, scheduling: 'lifo' })
 
   const proxy = httpProxy.createProxyServer({
-    // Parsed once: given a string, http-proxy copies its options and parses
-    // the target again for every request.
+    // Parsed once: given a string, http-proxy parses it again for every request.
     target: proxyTarget(origin),
     changeOrigin: true, // Host: becomes the backend's own host:port
     xfwd: false, // the customer's addresses are nobody's business
