@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module'
 import { Option, type Command } from 'commander'
 import { addGlobalOptions, createProgram, fail, resolveGlobals, type GlobalOptions } from '../src/cli/options.js'
-import { Wallet } from '../src/payments/wallet.js'
+import { TokenAlreadyTaken, Wallet } from '../src/payments/wallet.js'
 import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 import { reclaimExpiredLocks } from '../src/customer/wallet-funds.js'
 import { listWalletMints } from '../src/payments/proof-store.js'
@@ -259,8 +259,8 @@ program
           } catch (err) {
             const reason = (err as Error).message
             // The wallet tells a token it took before from one spent elsewhere.
-            if (/already received by this wallet/.test(reason)) say({ ...base, state: 'already-received' }, 'refund already in this wallet')
-            else if (/already spent/.test(reason)) say({ ...base, state: 'spent', reason }, 'refund already spent (received by another wallet?)')
+            if (err instanceof TokenAlreadyTaken && err.by === 'this-wallet') say({ ...base, state: 'already-received' }, 'refund already in this wallet')
+            else if (err instanceof TokenAlreadyTaken) say({ ...base, state: 'spent', reason }, 'refund already spent (received by another wallet?)')
             else say({ ...base, state: 'failed', reason, token: r.token }, `refund not received (${reason}); the token: ${r.token}`)
           }
         }

@@ -106,6 +106,14 @@ export interface FundResult {
   request: string
 }
 
+/** A token the wallet will not receive because it was received before: by this wallet, or (`spent`) by anyone. */
+export class TokenAlreadyTaken extends Error {
+  override readonly name = 'TokenAlreadyTaken'
+  constructor(readonly by: 'this-wallet' | 'spent', message: string) {
+    super(message)
+  }
+}
+
 export interface ReceiveResult {
   /** sats added to the balance (token amount minus input fees) */
   amount: number
@@ -634,7 +642,7 @@ export class Wallet {
       const rec = index.get(p.secret)
       if (!rec) continue
       if (rec.state === 'spent' && rec.spentBy === 'received') {
-        throw new Error(`this token was already received by this wallet; the balance is unchanged`)
+        throw new TokenAlreadyTaken('this-wallet', 'this token was already received by this wallet; the balance is unchanged')
       }
       if (rec.state !== 'spent') throw new Error('this token holds proofs that are already in this wallet; nothing to receive')
       // spent by us as 'sent': taking back our own token is fine; the mint decides
@@ -662,7 +670,7 @@ export class Wallet {
         return { amount: amount - fee, fee, ...(decoded.memo ? { memo: decoded.memo } : {}) }
       }
       if (/already spent|11001/i.test(String((err as Error).message))) {
-        throw new Error('this token was already spent (received before by this or another wallet); the balance is unchanged')
+        throw new TokenAlreadyTaken('spent', 'this token was already spent (received before by this or another wallet); the balance is unchanged')
       }
       throw err
     }

@@ -439,6 +439,7 @@ export class RelayJobService {
     if (sats === 0 || sats < (this.opts.minPrice ?? 0)) return
     const msats = sats * 1000
     const { request } = job
+    const owedTo = refundJob(request)
     if (request.bidMsats !== undefined && request.bidMsats < msats) {
       throw new JobFailure(`this job costs ${msats} msats; your bid of ${request.bidMsats} msats is below it`)
     }
@@ -451,12 +452,12 @@ export class RelayJobService {
         // Part of it was taken before it fell short: that part is refunded like a failed job.
         if (err instanceof PaymentRefused && err.receivedSats > 0) {
           job.paidMsats = err.receivedSats * 1000
-          await this.refunds?.paid(refundJob(request), err.receivedSats)
+          await this.refunds?.paid(owedTo, err.receivedSats)
         }
         throw err
       })
       job.paidMsats = got * 1000
-      await this.refunds?.paid(refundJob(request), got)
+      await this.refunds?.paid(owedTo, got)
       this.activity({ type: 'paid', id: request.id, sats: got, via: 'cashu' })
       await this.feedback(job, { status: 'processing', extra: `paid ${got} sats in ecash` })
       job.processingSent = true
@@ -468,7 +469,7 @@ export class RelayJobService {
     const unpaid = paymentTimeoutMs === untilExpiry ? 'the invoice was not paid before the request expired' : 'the invoice was not paid in time'
     await this.whileWaiting(() => withTimeout(job.abort.signal, paymentTimeoutMs, unpaid, async (signal) => {
       const invoice = await payments.invoice(sats, signal)
-      await this.refunds?.invoiced(refundJob(request), sats, invoice.quote, invoice.expiresAt)
+      await this.refunds?.invoiced(owedTo, sats, invoice.quote, invoice.expiresAt)
       if (!signal.aborted) {
         this.activity({ type: 'payment-required', id: request.id, sats, bolt11: invoice.bolt11 })
         await this.feedback(job, { status: 'payment-required', amountMsats: msats, bolt11: invoice.bolt11, extra: `pay ${sats} sats to start the job` })
@@ -478,7 +479,7 @@ export class RelayJobService {
       await invoice.settled(signal)
     }))
     job.paidMsats = msats
-    await this.refunds?.paid(refundJob(request), sats)
+    await this.refunds?.paid(owedTo, sats)
     this.activity({ type: 'paid', id: request.id, sats, via: 'invoice' })
     await this.feedback(job, { status: 'processing', extra: 'payment received' })
     job.processingSent = true
