@@ -25,6 +25,7 @@ interface SessionFlags extends GlobalOptions {
   proxy: boolean
   lockSeconds: string
   relay: string[]
+  reconnect: string
 }
 
 const program = addGlobalOptions(
@@ -38,6 +39,7 @@ const program = addGlobalOptions(
     .addOption(new Option('--no-proxy', 'no local proxy (pay for time, use generate)'))
     .addOption(new Option('--duration <seconds>', 'end the session after this long'))
     .addOption(new Option('--mint <url>', "the wallet's mint (default: the devnet mint)").env('DVM_MINT'))
+    .addOption(new Option('--reconnect <seconds>', 'if the provider goes away, keep trying to reach it this long before ending the session (0 = end at once)').default('60'))
     .addOption(new Option('--lock-seconds <s>', 'locktime of proofs locked to the provider').default('1200'))
     .addOption(new Option('--relay <url>', 'choose the provider from NIP-89 handlers on these relays (repeatable; default: the devnet relay)').argParser(collect).default([])),
 )
@@ -72,6 +74,7 @@ program.action(async (flags: SessionFlags) => {
       port: flags.proxy ? parseIntFlag('port', flags.port, 0, 65535) : null,
       host: flags.host,
       lockSeconds: parseIntFlag('lock-seconds', flags.lockSeconds, 1),
+      reconnectMs: parseIntFlag('reconnect', flags.reconnect, 0, 86_400) * 1000,
       relays: flags.relay.length ? flags.relay : g.devnet?.relays,
       expectedMs: flags.duration ? parseIntFlag('duration', flags.duration, 1) * 1000 : undefined,
     })

@@ -116,6 +116,56 @@ describe('faults', () => {
     await proc.stop()
   }, 120_000)
 
+  it('provider down for 20 s: the session waits for it without paying, then resumes on the same local proxy', async () => {
+    agents = new Agents(devnet())
+    const backend = await startTestBackend()
+    agents.defer(() => backend.close())
+    const pdir = await agents.dir('dvm-provider-')
+    const pid = await loadOrCreateIdentity(pdir)
+    const start = () => agentCli(pdir, `--backend=${backend.origin}`, '--price-per-minute=60')
+    let proc = start()
+    await proc.waitFor(/"type":"ready"/, 30_000)
+    const c = await agents.customer(80)
+    // no reconnectMs: the default window is what dvm-session users get
+    const rented = new RentedSession({
+      identity: c.identity,
+      funds: walletFunds(c.wallet, devnet().mint, c.refundKey),
+      kind: 5100,
+      budget: 70,
+      bootstrap: devnet().bootstrap,
+      providerPubkey: pid.pubkey,
+      port: 0,
+      lockSeconds: 1200,
+    })
+    agents.defer(() => rented.stop())
+    const seen: string[] = []
+    for (const ev of ['reconnecting', 'reconnected', 'end']) rented.on(ev, () => seen.push(ev))
+    await rented.start()
+    const base = rented.proxy!.url.replace(/\/$/, '')
+    const before = await request(`${base}/api/data.json`, { agent: false })
+    expect(before.status).toBe(200)
+
+    proc.signal('SIGKILL', true)
+    await proc.exited
+    const down = Date.now()
+    await until(() => seen.includes('reconnecting'), 'the session noticed the provider is gone', 15_000, 100)
+    const sentWhenLost = rented.client.sent
+    await new Promise((r) => setTimeout(r, 20_000 - (Date.now() - down)))
+    expect(seen).toEqual(['reconnecting'])
+    expect(rented.client.sent).toBe(sentWhenLost) // nothing sent to a provider that is not there
+    proc = start()
+    await proc.waitFor(/"type":"ready"/, 30_000)
+    await until(() => seen.length > 1, 'session reconnected or ended', 40_000, 100)
+    expect(seen).toEqual(['reconnecting', 'reconnected'])
+    const spent = rented.client.spent
+    await until(() => rented.client.spent > spent, 'a tick acknowledged after the restart', 15_000, 100)
+    const after = await request(`${base}/api/data.json`, { agent: false })
+    expect(after.status).toBe(200)
+    expect(after.body.equals(before.body)).toBe(true)
+    await rented.stop()
+    await proc.stop()
+  }, 150_000)
+
   it('customer killed: the provider ends the session after the grace and redeems what it was paid', async () => {
     agents = new Agents(devnet())
     const provider = await agents.provider({ graceMs: 1000 })

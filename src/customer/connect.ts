@@ -30,6 +30,15 @@ export interface ConnectOptions {
   swarm?: Hyperswarm
 }
 
+/**
+ * A customer's redial schedule. Hyperswarm waits 10 minutes after a fourth
+ * failed dial of a peer: a provider restarting for half a minute (each dial to
+ * its dead address takes ~8 s to fail) would come back long after the session
+ * gave up on it. A customer keeps a line to one provider only, so redialing
+ * it every few seconds costs little.
+ */
+export const CUSTOMER_BACKOFFS: [number, number, number, number] = [1000, 2000, 3000, 5000]
+
 /** One provider found and verified on the swarm, with the swarm kept for reconnects. */
 export interface Connection {
   swarm: Hyperswarm
@@ -56,7 +65,7 @@ function firstSkill(peer: Peer, timeoutMs: number): Promise<SkillDescriptor> {
 /** Wait for a provider on the kind's topic (or the named one) that proves its identity and sends its skill. */
 export async function connectToProvider(opts: ConnectOptions): Promise<Connection> {
   const timeoutMs = opts.timeoutMs ?? 30_000
-  const swarm = opts.swarm ?? createSwarm({ keyPair: deriveSwarmKeyPair(opts.identity.secretKey), bootstrap: opts.bootstrap })
+  const swarm = opts.swarm ?? createSwarm({ keyPair: deriveSwarmKeyPair(opts.identity.secretKey), bootstrap: opts.bootstrap, backoffs: CUSTOMER_BACKOFFS })
   const topic = topicForKind(opts.kind)
   const refusals: string[] = []
   const candidates = new Set<Peer>()

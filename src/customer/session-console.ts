@@ -44,7 +44,7 @@ export class SessionConsole {
     })
     s.on('refuse', (e: { code: string; reason: string }) => this.emit('refuse', e, `provider refused a payment (${e.code}): ${e.reason}`))
     s.on('proxy', (p: { url: string; port: number }) => this.emit('proxy', { url: p.url, port: p.port }, `open ${p.url} in a browser (tunnelled to the provider, paid per tick)`))
-    s.on('reconnecting', (e: { reason: string }) => this.emit('reconnecting', e, `connection lost; reconnecting to the same provider…`))
+    s.on('reconnecting', (e: { reason: string; withinMs: number }) => this.emit('reconnecting', e, `connection lost (${e.reason}); reconnecting to the same provider for up to ${Math.round(e.withinMs / 1000)} s, paying nothing meanwhile…`))
     s.on('reconnected', () => this.emit('reconnected', {}, 'reconnected; session resumed'))
     s.on('lock-error', (e: { error: string }) => this.emit('lock-error', e, `could not lock the next batch of proofs: ${e.error}`))
   }

@@ -27,7 +27,7 @@ export interface RentOptions {
   /** planned length of the session (ms), if known: limits how much is locked at once */
   expectedMs?: number
   connectTimeoutMs?: number
-  /** try to get back to the same provider for this long after the connection drops */
+  /** try to get back to the same provider for this long after the connection drops (default 60 s; 0 = end the session) */
   reconnectMs?: number
   /** Nostr relays to choose a provider from (NIP-89 handlers and heartbeats); without them, the swarm topic */
   relays?: string[]
@@ -52,6 +52,8 @@ export async function chooseFromRelays(relays: string[], kind: number, opts: { p
   }
 }
 
+export const DEFAULT_RECONNECT_MS = 60_000
+
 /**
  * `dvm-session`'s work: find and verify a provider, open a paid session, keep
  * it paid, serve the local proxy, and reconnect to the same provider if the
@@ -74,6 +76,15 @@ export class RentedSession extends EventEmitter {
 
   constructor(private readonly opts: RentOptions) {
     super()
+  }
+
+  /**
+   * A provider restart (upgrade, crash, reboot of its machine) takes tens of
+   * seconds; nothing is paid while the session waits, so waiting a minute
+   * costs the customer nothing.
+   */
+  private get reconnectMs(): number {
+    return this.opts.reconnectMs ?? DEFAULT_RECONNECT_MS
   }
 
   get skill(): SkillDescriptor {
@@ -136,7 +147,7 @@ export class RentedSession extends EventEmitter {
   }
 
   private onClientEnd(summary: SessionSummary): void {
-    if (summary.providerGone && !this.closing && this.client.budgetLeft > 0) {
+    if (summary.providerGone && !this.closing && this.client.budgetLeft > 0 && this.reconnectMs > 0) {
       void this.reconnect(summary)
       return
     }
@@ -144,7 +155,7 @@ export class RentedSession extends EventEmitter {
   }
 
   private async reconnect(last: SessionSummary): Promise<void> {
-    this.emit('reconnecting', { reason: last.reason })
+    this.emit('reconnecting', { reason: last.reason, withinMs: this.reconnectMs })
     this.paid = pending()
     // A provider that stopped answering may still hold the connection open as far
     // as the swarm can tell (a killed process sends no close): while it does, the
@@ -157,7 +168,7 @@ export class RentedSession extends EventEmitter {
         providerPubkey: this.link.pubkey,
         providerSwarmKey: this.link.swarmKey,
         swarm: this.swarm,
-        timeoutMs: this.opts.reconnectMs ?? 10_000,
+        timeoutMs: this.reconnectMs,
       })
       this.link = link
       await this.client.resume(link.peer)

@@ -63,6 +63,8 @@ declare module 'hyperswarm' {
       firewall?: (remotePublicKey: Buffer) => boolean
       dht?: DHT
       bootstrap?: Array<string | { host: string; port: number }>
+      /** ms between redials of a peer after its 1st, 2nd, 3rd and later failures (not in the README; see lib/retry-timer.js) */
+      backoffs?: [number, number, number, number]
     })
     dht: DHT
     keyPair: KeyPair

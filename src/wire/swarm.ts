@@ -7,6 +7,8 @@ export interface SwarmOptions {
   bootstrap?: Array<{ host: string; port: number }>
   /** most connections this swarm keeps (a provider sets it from --max-sessions) */
   maxPeers?: number
+  /** ms before redialing a peer after its 1st, 2nd, 3rd and later failed dials (Hyperswarm's default: 1 s, 5 s, 15 s, 10 min) */
+  backoffs?: [number, number, number, number]
 }
 
 /**
@@ -20,7 +22,7 @@ export function createSwarm(opts: SwarmOptions): Hyperswarm {
   const dht = local
     ? new DHT({ bootstrap: opts.bootstrap, host: '127.0.0.1', firewalled: false, keyPair: opts.keyPair })
     : new DHT({ keyPair: opts.keyPair })
-  const swarm = new Hyperswarm({ keyPair: opts.keyPair, dht, maxPeers: opts.maxPeers ?? 1024 })
+  const swarm = new Hyperswarm({ keyPair: opts.keyPair, dht, maxPeers: opts.maxPeers ?? 1024, ...(opts.backoffs ? { backoffs: opts.backoffs } : {}) })
   // The kernel's default UDP receive buffer holds only ~90 small datagrams: a
   // burst of many customers connecting at once overflows it and drops packets.
   dht.ready().then(() => enlargeReceiveBuffers(dht), () => {})
