@@ -29,6 +29,41 @@ async function walletBalance(dataDir: string, mintUrl = devnet().mint): Promise<
   return (await w.balance()).balance
 }
 
+/**
+ * A provider CLI with a test backend behind it, and a RentedSession on it
+ * with its local proxy, not yet started. The provider can be killed and
+ * started again on the same data dir.
+ */
+async function rentedBackendSession(reconnectMs?: number) {
+  const backend = await startTestBackend()
+  agents.defer(() => backend.close())
+  const pdir = await agents.dir('dvm-provider-')
+  const pid = await loadOrCreateIdentity(pdir)
+  // 1 sat a second, so the budget outlasts the outage
+  const startProvider = async () => {
+    const proc = agentCli(pdir, `--backend=${backend.origin}`, '--price-per-minute=60')
+    await proc.waitFor(/"type":"ready"/, 30_000)
+    return proc
+  }
+  const proc = await startProvider()
+  const c = await agents.customer(80)
+  const rented = new RentedSession({
+    identity: c.identity,
+    funds: walletFunds(c.wallet, devnet().mint, c.refundKey),
+    kind: 5100,
+    budget: 70,
+    bootstrap: devnet().bootstrap,
+    providerPubkey: pid.pubkey,
+    port: 0,
+    lockSeconds: 1200,
+    reconnectMs,
+  })
+  agents.defer(() => rented.stop())
+  const seen: string[] = []
+  for (const ev of ['reconnecting', 'reconnected', 'end']) rented.on(ev, () => seen.push(ev))
+  return { proc, startProvider, rented, seen }
+}
+
 describe('faults', () => {
   it('provider killed mid-session: every proof it acknowledged is redeemed after restart', async () => {
     agents = new Agents(devnet())
@@ -58,31 +93,10 @@ describe('faults', () => {
 
   it('provider restarted mid-session: the rented session reconnects, pays on, and its local proxy serves again', async () => {
     agents = new Agents(devnet())
-    const backend = await startTestBackend()
-    agents.defer(() => backend.close())
-    const pdir = await agents.dir('dvm-provider-')
-    const pid = await loadOrCreateIdentity(pdir)
-    // 1 sat a second, so the budget outlasts the restart
-    const start = () => agentCli(pdir, `--backend=${backend.origin}`, '--price-per-minute=60')
-    let proc = start()
-    await proc.waitFor(/"type":"ready"/, 30_000)
-    const c = await agents.customer(80)
-    const rented = new RentedSession({
-      identity: c.identity,
-      funds: walletFunds(c.wallet, devnet().mint, c.refundKey),
-      kind: 5100,
-      budget: 70,
-      bootstrap: devnet().bootstrap,
-      providerPubkey: pid.pubkey,
-      port: 0,
-      lockSeconds: 1200,
-      // Well under the ~15 s a connection to a killed process takes to time out:
-      // the session has to drop it itself to dial the restarted provider in time.
-      reconnectMs: 6_000,
-    })
-    agents.defer(() => rented.stop())
-    const seen: string[] = []
-    for (const ev of ['reconnecting', 'reconnected', 'end']) rented.on(ev, () => seen.push(ev))
+    // Well under the ~15 s a connection to a killed process takes to time out:
+    // the session has to drop it itself to dial the restarted provider in time.
+    const { proc: first, startProvider, rented, seen } = await rentedBackendSession(6_000)
+    let proc = first
     await rented.start()
     const base = rented.proxy!.url.replace(/\/$/, '')
     // A page asked for while the session reconnects waits for it instead of failing.
@@ -96,8 +110,7 @@ describe('faults', () => {
 
     proc.signal('SIGKILL', true)
     await proc.exited
-    proc = start()
-    await proc.waitFor(/"type":"ready"/, 30_000)
+    proc = await startProvider()
     await until(() => seen.includes('reconnected') || seen.includes('end'), 'session reconnected or ended', 30_000, 100)
     expect(seen.slice(0, 2)).toEqual(['reconnecting', 'reconnected'])
     const waited = await during!
@@ -118,28 +131,9 @@ describe('faults', () => {
 
   it('provider down for 20 s: the session waits for it without paying, then resumes on the same local proxy', async () => {
     agents = new Agents(devnet())
-    const backend = await startTestBackend()
-    agents.defer(() => backend.close())
-    const pdir = await agents.dir('dvm-provider-')
-    const pid = await loadOrCreateIdentity(pdir)
-    const start = () => agentCli(pdir, `--backend=${backend.origin}`, '--price-per-minute=60')
-    let proc = start()
-    await proc.waitFor(/"type":"ready"/, 30_000)
-    const c = await agents.customer(80)
     // no reconnectMs: the default window is what dvm-session users get
-    const rented = new RentedSession({
-      identity: c.identity,
-      funds: walletFunds(c.wallet, devnet().mint, c.refundKey),
-      kind: 5100,
-      budget: 70,
-      bootstrap: devnet().bootstrap,
-      providerPubkey: pid.pubkey,
-      port: 0,
-      lockSeconds: 1200,
-    })
-    agents.defer(() => rented.stop())
-    const seen: string[] = []
-    for (const ev of ['reconnecting', 'reconnected', 'end']) rented.on(ev, () => seen.push(ev))
+    const { proc: first, startProvider, rented, seen } = await rentedBackendSession()
+    let proc = first
     await rented.start()
     const base = rented.proxy!.url.replace(/\/$/, '')
     const before = await request(`${base}/api/data.json`, { agent: false })
@@ -153,8 +147,7 @@ describe('faults', () => {
     await new Promise((r) => setTimeout(r, 20_000 - (Date.now() - down)))
     expect(seen).toEqual(['reconnecting'])
     expect(rented.client.sent).toBe(sentWhenLost) // nothing sent to a provider that is not there
-    proc = start()
-    await proc.waitFor(/"type":"ready"/, 30_000)
+    proc = await startProvider()
     await until(() => seen.length > 1, 'session reconnected or ended', 40_000, 100)
     expect(seen).toEqual(['reconnecting', 'reconnected'])
     const spent = rented.client.spent
