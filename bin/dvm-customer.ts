@@ -4,7 +4,7 @@
 // (never more than --bid), prints the result. Thin layer over src/customer.
 import { Option } from 'commander'
 import { nip19 } from 'nostr-tools'
-import { addGlobalOptions, createProgram, fail, resolveGlobals, type GlobalOptions } from '../src/cli/options.js'
+import { addGlobalOptions, createProgram, fail, resolveGlobals, walletFlags, type GlobalOptions } from '../src/cli/options.js'
 import { collect, parseIntFlag } from '../src/cli/collect.js'
 import { runP2PCommand } from '../src/customer/p2p-command.js'
 import { loadOrCreateIdentity, parsePubkey } from '../src/identity/nostr-key.js'
@@ -39,6 +39,7 @@ interface CustomerFlags extends GlobalOptions {
   via: string
   discover: boolean
   budget: string
+  lockSeconds: string
   maxPrice?: string
 }
 
@@ -58,6 +59,7 @@ const program = addGlobalOptions(
     .addOption(new Option('--timeout <seconds>', 'give up (and cancel the job) after this long').default('120'))
     .addOption(new Option('--via <transport>', 'relay: NIP-90 over Nostr relays; p2p: over Hyperswarm').choices(['relay', 'p2p']).default('relay'))
     .addOption(new Option('--budget <sats>', 'p2p: the most this job may cost, paid per chunk as output arrives').default('50'))
+    .addOption(new Option('--lock-seconds <s>', 'p2p: locktime of proofs locked to the provider; unsent ones come back after it').default('1200'))
     .addOption(new Option('--max-price <sats>', 'p2p: refuse providers asking more than this per 100 chunks of output'))
     .addOption(new Option('--no-discover', 'without --provider, publish an open request instead of looking up providers (NIP-89)')),
 ).addHelpText('after', `
@@ -120,7 +122,9 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
         input: [{ type: flags.inputType as JobInput['type'], value: text }],
         params: parseParams(flags.param),
         output: flags.output,
-        budget: parseIntFlag('budget', flags.budget, 1),
+        budget: parseIntFlag('budget', flags.budget, 1, 1_000_000),
+        lockSeconds: parseIntFlag('lock-seconds', flags.lockSeconds, 1),
+        walletFlags: walletFlags(flags, g, mintUrl),
         maxPrice: flags.maxPrice !== undefined ? parseIntFlag('max-price', flags.maxPrice, 1) : undefined,
         providerPubkey: flags.provider ? parsePubkey(flags.provider) : undefined,
         bootstrap: g.devnet?.bootstrap,

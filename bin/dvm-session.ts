@@ -1,12 +1,12 @@
 #!/usr/bin/env -S node --min-semi-space-size=8 --initial-old-space-size=64
 // dvm-session: rent a provider, pay per tick, browse its backend on localhost. Thin CLI over src/customer.
 import { Option } from 'commander'
-import { addGlobalOptions, createProgram, fail, resolveGlobals, type GlobalOptions } from '../src/cli/options.js'
+import { addGlobalOptions, createProgram, fail, resolveGlobals, walletFlags, type GlobalOptions } from '../src/cli/options.js'
 import { collect, parseIntFlag } from '../src/cli/collect.js'
 import { loadOrCreateIdentity, parsePubkey } from '../src/identity/nostr-key.js'
 import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 import { Wallet } from '../src/payments/wallet.js'
-import { walletFunds, reclaimExpiredLocks } from '../src/customer/wallet-funds.js'
+import { emptyWalletError, walletFunds, reclaimExpiredLocks } from '../src/customer/wallet-funds.js'
 import { RentedSession } from '../src/customer/session-runner.js'
 import { SessionConsole } from '../src/customer/session-console.js'
 import { runP2PJob } from '../src/customer/p2p-job.js'
@@ -62,7 +62,7 @@ program.action(async (flags: SessionFlags) => {
     const back = await reclaimExpiredLocks(wallet, refundKey).catch(() => null)
     if (back?.reclaimed) out.emit('reclaimed', { sats: back.reclaimed }, `reclaimed ${back.reclaimed} sats from earlier sessions' unsent proofs`)
     const { balance } = await wallet.balance()
-    if (balance < 1) throw new Error(`the wallet at ${mintUrl} is empty; fund it first: dvm-wallet fund ${budget}${flags.devnet ? ` --devnet=${flags.devnet}` : ''}`)
+    if (balance < 1) throw await emptyWalletError(wallet, { amount: budget, walletFlags: walletFlags(flags, g, mintUrl) })
     session = new RentedSession({
       identity,
       funds: walletFunds(wallet, mintUrl, refundKey),

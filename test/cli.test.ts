@@ -97,6 +97,7 @@ describe('dvm-session', () => {
     const p = session(c.dataDir, '--no-proxy')
     const exit = await p.exited
     expect(exit.code).not.toBe(0)
-    expect(p.stderr).toMatch(/wallet .* is empty; fund it first: dvm-wallet fund/)
+    expect(p.stderr).toMatch(/the wallet has no spendable sats; fund it: dvm-wallet fund \d+ --data-dir=(\S+) --devnet=/)
+    expect(p.stderr).toContain(`--data-dir=${c.dataDir} `)
   })
 })

@@ -12,6 +12,7 @@ import { RelayPool } from '../src/nostr/relay-client.js'
 import { RelayJobService, type JobActivity, type RelayJobServiceOptions } from '../src/provider/relay-jobs.js'
 import { Announcer } from '../src/provider/announce.js'
 import { Wallet } from '../src/payments/wallet.js'
+import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 import { until } from './helpers/until.js'
 import { failingProcessor, hangingProcessor } from './helpers/ending-processors.js'
 
@@ -186,10 +187,26 @@ describe('dvm-customer (relay mode, devnet)', () => {
     expect(proc.stderr).toMatch(/no result within 2 s and no provider answered/)
   })
 
-  it('--via=p2p with an empty wallet says how to fund it, and pays nothing', async () => {
-    const { proc, code } = await customer(['--via', 'p2p', 'x'])
+  it('--via=p2p with an empty wallet says how to fund that very wallet, and pays nothing', async () => {
+    const dir = await tempDir()
+    const { proc, code } = await customer(['--via', 'p2p', 'x'], dir)
     expect(code).toBe(1)
-    expect(proc.stderr).toMatch(/is empty; fund it first: dvm-wallet fund/)
+    expect(proc.stderr).toContain(`the wallet has no spendable sats; fund it: dvm-wallet fund 50 --data-dir=${dir} --devnet=${devnetDir()}`)
+  })
+
+  it('--via=p2p with everything locked to earlier jobs says when it comes back', async () => {
+    const dir = await tempDir()
+    const wallet = new Wallet({ dataDir: dir, mintUrl: devnet().mint })
+    await wallet.load()
+    await wallet.fund(3, { pollMs: 100 })
+    const refund = await loadOrCreatePaymentKey(dir)
+    const locktime = Math.floor(Date.now() / 1000) + 600
+    await wallet.lockForPayee({ amount: 3, payeePubkey: (await loadOrCreatePaymentKey(await tempDir())).pubkey, locktime, refundPubkey: refund.pubkey })
+    const { proc, code } = await customer(['--via', 'p2p', 'x'], dir)
+    expect(code).toBe(1)
+    const until = new Date(locktime * 1000).toISOString()
+    expect(proc.stderr).toContain(`3 sats are locked to providers until ${until} and come back with \`dvm-wallet balance --data-dir=${dir} --devnet=${devnetDir()}\` after that`)
+    expect((await wallet.balance()).locked).toBe(3) // nothing moved
   })
 
   it('uses the identity in its data dir', async () => {

@@ -37,7 +37,11 @@ describe('streaming P2P jobs paid per chunk', () => {
     expect(r.output).toBe(words(10))
     expect(seen.length).toBe(10) // arrived piece by piece
     expect(r.paid).toBe(Math.ceil(10 / 3))
-    client.end('done')
+    // a budget far above the cost is not locked all at once: one batch of 10, the rest stays spendable
+    const summary = client.end('done')
+    expect(summary.lockedUnsent).toBe(10 - 4)
+    await client.flushSpent()
+    expect(await c.wallet.balance()).toMatchObject({ balance: 20 - 10, locked: 10 - 4 })
     await until(async () => (await provider.wallet.balance()).balance === 4, 'provider redeemed 4')
   })
 

@@ -16,6 +16,7 @@ import { loadNostrCrypto } from '../src/nostr/events.js'
 import { RelayPool } from '../src/nostr/relay-client.js'
 import { identityFromSecret } from '../src/identity/nostr-key.js'
 import type { Provider } from '../src/provider/provider.js'
+import { Wallet } from '../src/payments/wallet.js'
 
 /**
  * Every processor, end to end: once as a P2P job paid per chunk and once as a
@@ -99,6 +100,12 @@ describe.each(cases)('the $name processor', (c) => {
 describe('dvm-customer --via=p2p', () => {
   it('streams a P2P job to the terminal and pays per chunk', async () => {
     const provider = await agents.provider({ kinds: [5050], pricing: { perMinute: 60, chunksPerSat: 2, perJob: 0 } })
+    const walletOnDisk = async () => {
+      const w = new Wallet({ dataDir: customer.dataDir, mintUrl: devnet().mint })
+      await w.load()
+      return w.balance()
+    }
+    const before = await walletOnDisk()
     const p = procs.spawn(
       process.execPath,
       tsArgs('bin/dvm-customer.ts', '--via=p2p', '--kind=5050', '--budget=2', `--provider=${provider.opts.identity.npub}`, `--devnet=${devnetDir()}`, `--data-dir=${customer.dataDir}`, '--json', 'one two three four five six'),
@@ -110,5 +117,9 @@ describe('dvm-customer --via=p2p', () => {
     expect(lines.filter((l) => l.type === 'chunk').length).toBe(4)
     // the budget of 2 sats bought 4 chunks of 6, and not one more
     expect(lines.at(-1)).toMatchObject({ type: 'result', status: 'budget', chunks: 4, paid: 2, content: 'one two three four ' })
+    // the wallet the command left behind knows both sats went to the provider: none still counted as locked
+    const after = await walletOnDisk()
+    expect(after.balance).toBe(before.balance - 2)
+    expect(after.locked).toBe(before.locked)
   })
 })

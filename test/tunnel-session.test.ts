@@ -20,13 +20,14 @@ let backend: TestBackend
 let provider: Provider
 let rented: RentedSession
 let base: string
+let customer: Awaited<ReturnType<Agents['customer']>>
 
 beforeAll(async () => {
   agents = new Agents(devnet())
   backend = await startTestBackend()
   agents.defer(() => backend.close())
   provider = await agents.provider({ backend: backend.origin, graceMs: 1500 })
-  const c = await agents.customer(500)
+  const c = (customer = await agents.customer(500))
   rented = new RentedSession({
     identity: c.identity,
     funds: walletFunds(c.wallet, devnet().mint, c.refundKey),
@@ -134,8 +135,14 @@ describe('tunnel through a paid session', () => {
 
   it('when the session ends, new requests get 402 and the backend sees nothing', async () => {
     const seen = backend.requests.length
+    const ended = once(provider.p2p, 'session-end')
     const summary = await rented.stop('test over')
     expect(summary.spent).toBeGreaterThan(0)
+    // the provider heard the customer end it (not a silence it took for a lapse in payment)
+    const [end] = (await ended) as [{ reason: string; paid: number }]
+    expect(end).toMatchObject({ reason: 'customer ended the session', paid: summary.spent })
+    // and the wallet counts as still locked exactly what the session did not pay
+    expect((await customer.wallet.balance()).locked).toBe(summary.lockedUnsent)
     // the proxy is closed with the session; a stream on the ended session is refused by the provider too
     await expect(request(`${base}/`)).rejects.toThrow()
     expect(backend.requests.length).toBe(seen)

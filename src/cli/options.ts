@@ -41,6 +41,14 @@ export function resolveGlobals(opts: GlobalOptions): ResolvedGlobals {
   }
 }
 
+/**
+ * The flags that name the wallet a command used (its data dir, and the devnet
+ * or mint), for hints the user can paste into `dvm-wallet`.
+ */
+export function walletFlags(opts: GlobalOptions, g: ResolvedGlobals, mintUrl: string): string {
+  return `--data-dir=${g.dataDir} ${opts.devnet ? `--devnet=${opts.devnet}` : `--mint=${mintUrl}`}`
+}
+
 /** Print a failure as one sentence and exit non-zero; used by every bin. */
 export function fail(name: string, err: unknown, json = false): never {
   const message = err instanceof Error ? err.message : String(err)

@@ -4,7 +4,7 @@ import { Wallet } from '../payments/wallet.js'
 import type { JobInput } from '../processors/types.js'
 import { buyP2PJob } from './buy-job.js'
 import { chooseFromRelays } from './session-runner.js'
-import { walletFunds } from './wallet-funds.js'
+import { emptyWalletError, reclaimExpiredLocks, walletFunds } from './wallet-funds.js'
 
 export interface P2PCommandOptions {
   identity: Identity
@@ -22,6 +22,10 @@ export interface P2PCommandOptions {
   relays?: string[]
   timeoutMs: number
   json: boolean
+  /** the flags that name this wallet (--data-dir, --devnet or --mint), for hints the user can paste */
+  walletFlags: string
+  /** how long the proofs locked to the provider stay its (s) */
+  lockSeconds?: number
 }
 
 /**
@@ -34,9 +38,12 @@ export async function runP2PCommand(o: P2PCommandOptions): Promise<number> {
   const note = (s: string) => !o.json && process.stderr.write(s + '\n')
   const wallet = new Wallet({ dataDir: o.dataDir, mintUrl: o.mintUrl })
   await wallet.load()
-  const { balance } = await wallet.balance()
-  if (balance < 1) throw new Error(`the wallet at ${o.mintUrl} is empty; fund it first: dvm-wallet fund ${o.budget}`)
   const refundKey = await loadOrCreatePaymentKey(o.dataDir)
+  // earlier jobs' unsent proofs whose locktime has passed are ours again
+  const back = await reclaimExpiredLocks(wallet, refundKey).catch(() => null)
+  if (back?.reclaimed) note(`reclaimed ${back.reclaimed} sats from earlier jobs' and sessions' unsent proofs`)
+  const { balance } = await wallet.balance()
+  if (balance < 1) throw await emptyWalletError(wallet, { amount: o.budget, walletFlags: o.walletFlags })
   const chosen = o.relays?.length ? await chooseFromRelays(o.relays, o.kind, { providerPubkey: o.providerPubkey }) : null
   const ac = new AbortController()
   const timer = setTimeout(() => ac.abort(), o.timeoutMs)
@@ -51,6 +58,7 @@ export async function runP2PCommand(o: P2PCommandOptions): Promise<number> {
       params: o.params,
       output: o.output,
       budget: Math.min(o.budget, balance),
+      lockSeconds: o.lockSeconds,
       bootstrap: o.bootstrap,
       providerPubkey: chosen?.pubkey ?? o.providerPubkey,
       providerSwarmKey: chosen?.swarmKey,

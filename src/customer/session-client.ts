@@ -147,9 +147,12 @@ export class SessionClient extends EventEmitter {
     const accept = this.accept!
     const remaining = this.opts.budget - this.lockedTotal
     const base = this.opts.batchTicks ?? defaultBatch(accept, this.opts.mode)
-    // the first swap takes a whole budget of up to MAX_BATCH at once (one mint round trip
-    // for a short session); a bigger budget starts with a small swap so the first tick is quick
-    let size = this.lockedTotal === 0 ? (this.opts.budget <= MAX_BATCH ? this.opts.budget : Math.min(base, FIRST_BATCH)) : base
+    // A session's first swap takes a whole budget of up to MAX_BATCH at once (one mint
+    // round trip for a short session); a bigger budget starts with a small swap so the
+    // first tick is quick. A job's length is unknown and its budget often far above its
+    // cost: it locks a batch at a time, so what it leaves locked until the locktime stays small.
+    const first = this.opts.mode === 'job' ? base : this.opts.budget <= MAX_BATCH ? this.opts.budget : Math.min(base, FIRST_BATCH)
+    let size = this.lockedTotal === 0 ? first : base
     if (this.opts.expectedMs) size = Math.min(size, Math.ceil(this.opts.expectedMs / accept.tickMs) + 1 - this.lockedTotal)
     // with proofs all sent and budget left, lock at least one whatever the estimate said
     return Math.min(remaining, Math.max(size, this.unsent.length === 0 ? 1 : 0))
@@ -244,11 +247,23 @@ export class SessionClient extends EventEmitter {
     this.spentTimer ??= setTimeout(() => void this.flushSpent(), 1000)
   }
 
-  async flushSpent(): Promise<void> {
+  private spentWrites: Promise<void> = Promise.resolve()
+
+  /**
+   * Write what is queued; resolves when every write queued so far is done,
+   * including one an earlier caller started (end() starts one without
+   * waiting): a CLI that exits right after must not lose it.
+   */
+  flushSpent(): Promise<void> {
     if (this.spentTimer) clearTimeout(this.spentTimer)
     this.spentTimer = null
     const batch = this.spentQueue.splice(0)
-    if (batch.length) await this.opts.funds.markSpent(batch).catch((err: Error) => this.emit('lock-error', { error: err.message }))
+    if (batch.length) {
+      this.spentWrites = this.spentWrites.then(() =>
+        this.opts.funds.markSpent(batch).catch((err: Error) => void this.emit('lock-error', { error: err.message })),
+      )
+    }
+    return this.spentWrites
   }
 
   private onPeerClose(): void {

@@ -36,3 +36,17 @@ export async function reclaimExpiredLocks(wallet: Wallet, refundKey: PaymentKey,
   const nextAt = later.length ? Math.min(...later.map((l) => l.lock.locktime)) : null
   return { reclaimed, alreadySpent, waiting: later.length, nextAt }
 }
+
+/**
+ * The error for a wallet with nothing to spend. It names the command that
+ * funds this very wallet (`walletFlags`: its --data-dir and --devnet/--mint),
+ * and says when sats locked to earlier sessions and jobs come back.
+ */
+export async function emptyWalletError(wallet: Wallet, o: { amount: number; walletFlags: string }): Promise<Error> {
+  const locked = await wallet.lockedProofs().catch(() => [])
+  const sats = locked.reduce((n, l) => n + l.proof.amount, 0)
+  const back = locked.length
+    ? `; ${sats} sats are locked to providers until ${new Date(Math.max(...locked.map((l) => l.lock.locktime)) * 1000).toISOString()} and come back with \`dvm-wallet balance ${o.walletFlags}\` after that`
+    : ''
+  return new Error(`the wallet has no spendable sats${back}; fund it: dvm-wallet fund ${o.amount} ${o.walletFlags}`)
+}
