@@ -135,6 +135,8 @@ describe('dvm-wallet CLI', () => {
     const stolen = await cli(carol, ['receive', token])
     expect(stolen.code).toBe(1)
     expect(stolen.json.error).toMatch(/already spent/)
+    // one clear sentence, not first a note about an "interrupted receive" the user never interrupted
+    expect(stolen.stderr).toMatch(/^dvm-wallet: this token was already spent/)
 
     expect((await cli(bob, ['balance'])).json).toMatchObject({ balance: 25, pending: 0 })
     expect((await cli(carol, ['balance'])).json).toMatchObject({ balance: 0, pending: 0 })

@@ -108,13 +108,16 @@ export class WalletRecovery {
    * `uncertain`: its request may have reached the mint (timeout, crash), so
    * if it looks undone, its outputs are kept in case it still lands.
    */
-  async recoverOp(op: Operation, opts: { uncertain: boolean }): Promise<boolean> {
+  async recoverOp(op: Operation, opts: { uncertain: boolean; failedJustNow?: boolean }): Promise<boolean> {
+    // An operation that failed just now is undone by the code that ran it, whose error
+    // says what happened; "interrupted … spendable again" would only confuse.
+    const log = opts.failedJustNow ? () => {} : this.log
     if (op.kind === 'mint') return this.recoverMint(op)
-    if (op.kind === 'melt') return this.recoverMelt(op, opts.uncertain)
-    return this.recoverSwap(op, opts.uncertain)
+    if (op.kind === 'melt') return this.recoverMelt(op, opts.uncertain, log)
+    return this.recoverSwap(op, opts.uncertain, log)
   }
 
-  private async recoverSwap(op: SwapOp, uncertain: boolean): Promise<boolean> {
+  private async recoverSwap(op: SwapOp, uncertain: boolean, logUndo: (line: string) => void): Promise<boolean> {
     const sigs = await this.mint.restore(serialize(op.outputs))
     if (sigs.size > 0) return this.settleRestored(op, sigs)
     if (op.swapped) return this.stillOwed(op)
@@ -128,7 +131,7 @@ export class WalletRecovery {
       if (again.size > 0) return this.settleRestored(op, again)
     }
     const { accounted, retire } = await this.undo(op, spent, uncertain)
-    this.log(
+    logUndo(
       spent.size > 0
         ? `interrupted ${op.purpose} ${op.id}: ${spent.size} input(s) were spent elsewhere; the rest are spendable again`
         : accounted > 0
@@ -305,7 +308,7 @@ export class WalletRecovery {
    * is retired (its change outputs kept) rather than forgotten: if the mint
    * pays the invoice later, the change is restored and the inputs marked spent.
    */
-  private async recoverMelt(op: MeltOp, uncertain: boolean): Promise<boolean> {
+  private async recoverMelt(op: MeltOp, uncertain: boolean, logUndo: (line: string) => void): Promise<boolean> {
     const quote = await this.mint.api.checkMeltQuote(op.quote)
     if (quote.state === MeltQuoteState.PENDING) return false
     if (quote.state === MeltQuoteState.PAID) {
@@ -319,9 +322,9 @@ export class WalletRecovery {
     if ([...states.values()].includes('PENDING')) return false
     const spent = new Set(op.inputs.filter((s) => states.get(s) === 'SPENT'))
     // it may have been paid between the quote check and the state check
-    if (spent.size > 0 && uncertain && (await this.mint.api.checkMeltQuote(op.quote)).state !== MeltQuoteState.UNPAID) return this.recoverMelt(op, false)
+    if (spent.size > 0 && uncertain && (await this.mint.api.checkMeltQuote(op.quote)).state !== MeltQuoteState.UNPAID) return this.recoverMelt(op, false, logUndo)
     const { retire } = await this.undo(op, spent, uncertain)
-    this.log(
+    logUndo(
       spent.size > 0
         ? `melt ${op.quote} was not paid; ${spent.size} of its inputs were spent elsewhere, the rest are spendable again`
         : retire

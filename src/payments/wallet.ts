@@ -374,7 +374,7 @@ export class Wallet {
     const recoveredBefore = this.recovery.retiredRecovered
     let settled = false
     try {
-      settled = await this.recovery.recoverOp(op, { uncertain: !certain })
+      settled = await this.recovery.recoverOp(op, { uncertain: !certain, failedJustNow: true })
     } catch {
       // mint unreachable: the journal keeps the operation for the next load()
     }
@@ -747,7 +747,7 @@ export class Wallet {
           this.log(`payment pending at the mint; ${total} sats stay pending until it settles`)
           return { paid: false, state: 'PENDING', amount: quote.amount, feePaid: 0 }
         }
-        const settled = await this.recovery.recoverOp(op, { uncertain: false }).catch(() => false)
+        const settled = await this.recovery.recoverOp(op, { uncertain: false, failedJustNow: true }).catch(() => false)
         throw new Error(
           `the mint could not pay the invoice; ${settled ? `your ${total} sats are spendable again` : `${total} sats stay pending and are settled on the next wallet start`}`,
         )
