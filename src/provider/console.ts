@@ -34,7 +34,15 @@ export class ProviderConsole {
     )
   }
 
+  /** At start: the provider keeps running (a backend may start later), but says sessions are refused meanwhile. */
+  backendDown(backend: string, error: string): void {
+    const message = `nothing accepts connections at the backend ${backend} (${error}); sessions will be refused until it answers. Start it, or fix --backend`
+    this.emit('backend-down', { backend, error, message }, `warning: ${message}`)
+  }
+
   attach(p: Provider): void {
+    p.p2p.on('open-refused', (e: { session: string; customer: string; code: string; reason: string }) =>
+      this.emit('open-refused', e, `refused a session from ${e.customer.slice(0, 12)}… (${e.code}): ${e.reason}`))
     p.p2p.on('session-open', (e: { id: string; customer: string; mode: string; budget: number }) =>
       this.emit('session-open', e, `session ${e.id.slice(0, 8)} opened by ${e.customer.slice(0, 12)}… (${e.mode}, budget ${e.budget} sats)`))
     p.p2p.on('tick', (e: { session: string; paid: number }) => {

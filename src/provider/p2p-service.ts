@@ -30,6 +30,11 @@ export interface StreamHandler {
   streamCount(id: string): number
 }
 
+/** Whether the tunnel's backend accepts connections: a bounded probe, cached briefly (src/tunnel/backend-probe.ts). */
+export interface BackendHealth {
+  check(): Promise<{ up: true } | { up: false; since: number; error: string }>
+}
+
 export interface P2PServiceOptions {
   identity: Identity
   swarmKeyPair: KeyPair
@@ -42,6 +47,10 @@ export interface P2PServiceOptions {
   acceptor: TickAcceptor
   processor: Processor
   tunnel?: StreamHandler
+  /** with a tunnel: refuse time sessions while the backend is down, end them when it stays down */
+  backend?: BackendHealth
+  /** end time sessions once the backend has not answered for this long (default 15 s) */
+  backendDownEndMs?: number
   maxSessions: number
   /** how long a session may go unpaid (after its paid time) before it ends */
   graceMs: number
@@ -63,6 +72,8 @@ interface SessionEntry {
 const MAX_TICKS_IN_FLIGHT = 64
 const MAX_STREAMS_PER_SESSION = 256
 const IDLE_WITHOUT_SESSION_MS = 60_000
+/** long enough for a backend to restart, short enough that a customer pays for seconds, not minutes */
+const BACKEND_DOWN_END_MS = 15_000
 
 /**
  * The provider's P2P side: joins one topic per kind, proves its identity on
@@ -74,6 +85,7 @@ export class P2PService extends EventEmitter {
   private readonly sessions = new Map<string, SessionEntry>()
   private readonly peers = new Set<Peer>()
   private sweepTimer: NodeJS.Timeout | null = null
+  private backendCheck: Promise<void> | null = null
   private stopped = false
 
   constructor(private readonly opts: P2PServiceOptions) {
@@ -160,6 +172,21 @@ export class P2PService extends EventEmitter {
   }
 
   private onOpen(peer: Peer, msg: MessageOf<'open'>): void {
+    const { backend } = this.opts
+    // A time session pays for the tunnel: check its backend answers before the
+    // customer locks a sat. Job sessions pay per chunk of output, and a resumed
+    // session is watched by the sweep already.
+    if (!backend || msg.mode !== 'session' || this.sessions.has(msg.session)) return this.openNow(peer, msg)
+    void backend.check().then((state) => {
+      if (peer.isClosed) return
+      if (state.up || this.sessions.has(msg.session)) return this.openNow(peer, msg)
+      const reason = `the provider's backend is not answering (${state.error}), so no session was opened and nothing was paid; try again later or choose another provider`
+      peer.send({ type: 'refuse', session: msg.session, code: 'backend-down', reason })
+      this.emit('open-refused', { session: msg.session, customer: peer.remotePubkey, code: 'backend-down', reason: `the backend does not accept connections (${state.error}); start it` })
+    })
+  }
+
+  private openNow(peer: Peer, msg: MessageOf<'open'>): void {
     const refuse = (code: string, reason: string): void => void peer.send({ type: 'refuse', session: msg.session, code, reason })
     if (this.stopped) return refuse('shutting-down', 'provider is shutting down')
     if (!this.opts.kinds.includes(msg.kind)) return refuse('unsupported-kind', `this provider serves kinds ${this.opts.kinds.join(', ')}, not ${msg.kind}`)
@@ -270,6 +297,7 @@ export class P2PService extends EventEmitter {
 
   private sweep(): void {
     const now = Date.now()
+    this.watchBackend()
     for (const { session, jobs, peer } of this.sessions.values()) {
       if (session.terms.mode === 'session' && session.isLapsed(now)) this.endSession(session.id, 'no payment within the grace period')
       else if (session.terms.mode === 'job' && jobs.size === 0) {
@@ -278,6 +306,28 @@ export class P2PService extends EventEmitter {
         if (peer.isClosed ? idleFor > this.opts.graceMs : idleFor > this.opts.graceMs + 60_000) this.endSession(session.id, 'customer gone or idle')
       }
     }
+  }
+
+  /**
+   * While time sessions run, probe the backend (the probe's cache makes this
+   * one connect a second at most) and end the sessions it has been down for
+   * too long, so their customers stop paying for a tunnel that leads nowhere.
+   */
+  private watchBackend(): void {
+    const { backend } = this.opts
+    if (!backend || this.backendCheck || ![...this.sessions.values()].some((e) => e.session.terms.mode === 'session')) return
+    const limit = this.opts.backendDownEndMs ?? BACKEND_DOWN_END_MS
+    this.backendCheck = backend.check().then((state) => {
+      this.backendCheck = null
+      if (state.up || this.stopped) return
+      const now = Date.now()
+      for (const { session } of [...this.sessions.values()]) {
+        // down since before the session opened counts only from its opening
+        if (session.terms.mode !== 'session' || now - Math.max(state.since, session.openedAt) < limit) continue
+        const secs = Math.round((now - state.since) / 1000)
+        this.endSession(session.id, `the provider's backend stopped answering ${secs} s ago (${state.error}); the session was ended so you stop paying. Start a new one later or choose another provider`)
+      }
+    })
   }
 
   endSession(id: string, reason: string, by?: Peer): void {

@@ -10,6 +10,7 @@ import { TickVerifier } from '../payments/tick-verifier.js'
 import { Redeemer, type RedeemedProof } from '../payments/redeemer.js'
 import { Wallet } from '../payments/wallet.js'
 import { createGateway, type Gateway } from '../tunnel/gateway.js'
+import { BackendProbe, type BackendState } from '../tunnel/backend-probe.js'
 import type { PathPolicyOptions } from '../tunnel/path-policy.js'
 import { P2PService, type TickAcceptor } from './p2p-service.js'
 import { RelayJobService } from './relay-jobs.js'
@@ -30,6 +31,8 @@ export interface ProviderOptions {
   /** HTTP origin exposed to paying sessions through the tunnel */
   backend?: string
   pathPolicy?: PathPolicyOptions
+  /** end time sessions once the backend has not accepted connections for this long (ms, default 15 s) */
+  backendDownEndMs?: number
   maxSessions?: number
   graceMs?: number
   /** a tick's proof must stay locked to us at least this long (s); must exceed the redeemer's safety margin */
@@ -67,6 +70,8 @@ export class Provider extends EventEmitter {
   readonly redeemer: Redeemer
   readonly store: ReceivedStore
   readonly gateway: Gateway | null
+  /** whether the tunnel's backend accepts connections; null without a backend */
+  readonly backendProbe: BackendProbe | null
   readonly skill: SkillDescriptor
   private readonly verifier: TickVerifier
   relayJobs: RelayJobService | null = null
@@ -82,6 +87,7 @@ export class Provider extends EventEmitter {
     this.redeemer = parts.redeemer
     this.store = parts.store
     this.gateway = parts.gateway
+    this.backendProbe = parts.gateway ? new BackendProbe({ origin: parts.gateway.origin }) : null
     this.skill = parts.skill
     this.verifier = parts.verifier
     const { verifier, redeemer, gateway } = parts
@@ -108,6 +114,8 @@ export class Provider extends EventEmitter {
       tunnel: gateway
         ? { handle: (stream, s) => gateway.handleStream(stream, s.id), closeSession: (id) => void gateway.closeSession(id), streamCount: (id) => gateway.streamCount(id) }
         : undefined,
+      backend: this.backendProbe ?? undefined,
+      backendDownEndMs: opts.backendDownEndMs,
       maxSessions: opts.maxSessions ?? 100,
       graceMs: opts.graceMs ?? 5_000,
       minLocktimeSec: opts.minLocktimeSec ?? 16 * 60,
@@ -165,6 +173,11 @@ export class Provider extends EventEmitter {
 
   get swarmPublicKey(): string {
     return this.p2p.swarmPublicKey
+  }
+
+  /** Whether the tunnel's backend accepts connections (probed, at most a second old); null without a backend. */
+  async checkBackend(): Promise<BackendState | null> {
+    return this.backendProbe ? this.backendProbe.check() : null
   }
 
   async start(): Promise<void> {
