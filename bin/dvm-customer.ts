@@ -159,7 +159,7 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
         out({ type: 'provider', pubkey: best.pubkey, npub: npubOf(best.pubkey), name: best.handler.name, available: best.available, free: best.heartbeat?.free ?? null, pricing: best.handler.pricing })
         note(`provider: ${best.handler.name || 'unnamed'} ${npubOf(best.pubkey)}${best.available ? '' : ' (no recent heartbeat with a free slot)'}`)
       } else {
-        note(`no provider announces kind ${kind} on these relays; publishing an open request`)
+        note(`no provider announces kind ${kind} on these relays; publishing an open request and waiting up to ${timeoutSec} s for one to answer (--timeout)`)
       }
     }
     if (flags.encrypt && !provider) throw new Error('--encrypt needs a provider to encrypt to, and none was found; pass --provider=npub…')

@@ -159,6 +159,28 @@ describe('faults', () => {
     await proc.stop()
   }, 150_000)
 
+  it('customer quits (dvm-session --duration): the provider hears it at once, not after the grace, and the wallet keeps count', async () => {
+    agents = new Agents(devnet())
+    const provider = await agents.provider({ graceMs: 60_000 })
+    const cdir = await agents.dir('dvm-customer-')
+    const customer = await agents.customer(20, cdir)
+    const ended = once(provider.p2p, 'session-end')
+    const proc = procs.spawn(
+      process.execPath,
+      tsArgs('bin/dvm-session.ts', '--kind=5100', `--devnet=${devnetDir()}`, `--data-dir=${cdir}`, '--json', '--no-proxy', '--budget=15', '--duration=2', `--provider=${provider.opts.identity.npub}`),
+      { timeoutMs: 60_000 },
+    )
+    expect((await proc.exited).code, proc.output()).toBe(0)
+    const last = JSON.parse(proc.stdout.trim().split('\n').at(-1)!) as { type: string; spent: number; lockedUnsent: number }
+    expect(last.type).toBe('end')
+    const [end] = (await ended) as [{ reason: string; paid: number }]
+    expect(end).toMatchObject({ reason: 'customer ended the session', paid: last.spent })
+    await customer.wallet.load()
+    const b = await customer.wallet.balance()
+    expect(b.locked).toBe(last.lockedUnsent)
+    expect(b.balance).toBe(20 - 15)
+  })
+
   it('customer killed: the provider ends the session after the grace and redeems what it was paid', async () => {
     agents = new Agents(devnet())
     const provider = await agents.provider({ graceMs: 1000 })

@@ -7,6 +7,7 @@ import { createSwarm } from '../wire/swarm.js'
 import { topicForKind } from '../wire/topic.js'
 import type { ControlMessage } from '../wire/protocol.js'
 import type { SkillDescriptor } from '../skills/descriptor.js'
+import { KindNotServedError, shortKey } from './discovery.js'
 
 export interface ProviderLink {
   peer: Peer
@@ -62,20 +63,42 @@ function firstSkill(peer: Peer, timeoutMs: number): Promise<SkillDescriptor> {
   })
 }
 
+/** Why no provider was found, each distinct refusal once (the last three). */
+function notFound(opts: ConnectOptions, timeoutMs: number, refusals: Map<string, number>): string {
+  const within = `within ${Math.round(timeoutMs / 1000)} s`
+  const shown = [...refusals].slice(-3).map(([text, n]) => (n > 1 ? `${text} (${n} times)` : text))
+  const why = shown.length ? ` (refused: ${shown.join('; ')})` : ''
+  const { kind, providerPubkey: wanted } = opts
+  if (!wanted) {
+    return refusals.size
+      ? `no usable provider of kind ${kind} was found ${within}${why}`
+      : `no provider of kind ${kind} was found ${within}; is one running (dvm-agent --kind=${kind}) on this network?`
+  }
+  if (opts.providerSwarmKey) return `provider ${shortKey(wanted)} did not answer ${within}${why}; is it running, and on this network?`
+  return refusals.size
+    ? `provider ${shortKey(wanted)} was not found among the providers of kind ${kind} ${within}${why}`
+    : `no provider of kind ${kind} was found ${within}, provider ${shortKey(wanted)} included; is it running, and does it serve kind ${kind}?`
+}
+
 /** Wait for a provider on the kind's topic (or the named one) that proves its identity and sends its skill. */
 export async function connectToProvider(opts: ConnectOptions): Promise<Connection> {
   const timeoutMs = opts.timeoutMs ?? 30_000
   const swarm = opts.swarm ?? createSwarm({ keyPair: deriveSwarmKeyPair(opts.identity.secretKey), bootstrap: opts.bootstrap, backoffs: CUSTOMER_BACKOFFS })
   const topic = topicForKind(opts.kind)
-  const refusals: string[] = []
+  const refusals = new Map<string, number>()
   const candidates = new Set<Peer>()
   try {
     const link = await new Promise<ProviderLink>((resolve, reject) => {
       const timer = setTimeout(() => {
         swarm.off('connection', onConn)
-        const why = refusals.length ? ` (refused: ${refusals.slice(-3).join('; ')})` : ''
-        reject(new Error(`no ${opts.providerPubkey ? 'matching ' : ''}provider for kind ${opts.kind} answered within ${Math.round(timeoutMs / 1000)} s${why}`))
+        reject(new Error(notFound(opts, timeoutMs, refusals)))
       }, timeoutMs)
+      const giveUp = (err: Error): void => {
+        clearTimeout(timer)
+        swarm.off('connection', onConn)
+        for (const p of candidates) p.close()
+        reject(err)
+      }
       const onConn = (conn: NoiseSecretStream) => {
         conn.on('error', () => {})
         const peer = new Peer(conn, { identity: opts.identity, role: 'customer', expectedPubkey: opts.providerPubkey })
@@ -85,7 +108,12 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
         peer.ready
           .then(async (pubkey) => {
             const s = await skill
-            if (!Array.isArray(s.kinds) || !s.kinds.includes(opts.kind)) throw new Error(`provider ${pubkey.slice(0, 8)} does not list kind ${opts.kind}`)
+            if (!Array.isArray(s.kinds) || !s.kinds.includes(opts.kind)) {
+              // The one provider we may use says it does not serve the kind: waiting longer cannot help.
+              const served = Array.isArray(s.kinds) ? s.kinds.filter((k): k is number => Number.isInteger(k)) : []
+              if (opts.providerPubkey && served.length > 0) return giveUp(new KindNotServedError(pubkey, served, opts.kind))
+              throw new Error(`provider ${shortKey(pubkey)} does not list kind ${opts.kind}`)
+            }
             // our side of the swap: who is asking and for what (informative; the provider may log it)
             peer.send({ type: 'skill', skill: { name: 'dvm-agent customer', version: '1', role: 'customer', kinds: [opts.kind], agent: AGENT } })
             clearTimeout(timer)
@@ -95,7 +123,11 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
             resolve({ peer, pubkey, swarmKey: conn.remotePublicKey.toString('hex'), skill: s })
           })
           .catch((err: Error) => {
-            refusals.push(err.message)
+            // a refused peer is redialed: count its refusals rather than list each one
+            const text = err.message.replace(/\b([0-9a-f]{8})[0-9a-f]{56}\b/g, '$1…')
+            const n = (refusals.get(text) ?? 0) + 1
+            refusals.delete(text) // re-inserted last, so the newest refusals are the ones shown
+            refusals.set(text, n)
             peer.close(err)
           })
       }

@@ -2,6 +2,7 @@ import { nowSeconds } from '../nostr/events.js'
 import { HEARTBEAT_IDENTIFIER, HEARTBEAT_KIND, isAvailable, parseHeartbeat, type Heartbeat } from '../nostr/heartbeat.js'
 import { HANDLER_KIND, parseHandler, type Handler } from '../nostr/nip89.js'
 import type { RelayPool } from '../nostr/relay-client.js'
+import { isJobRequestKind } from '../nostr/nip90.js'
 
 /**
  * Find providers for a job kind: their NIP-89 handlers (kind 31990, `#k`
@@ -63,4 +64,43 @@ export async function discoverProviders(pool: RelayPool, kind: number, options: 
       (b.heartbeat?.free ?? -1) - (a.heartbeat?.free ?? -1) ||
       (b.heartbeat?.createdAt ?? 0) - (a.heartbeat?.createdAt ?? 0),
   )
+}
+
+/**
+ * The job kinds each of `pubkeys` announces NIP-89 handlers for, whatever the
+ * kind. Any 31990 event counts, ours or another DVM's, by its `k` tags in
+ * the job range (an app's handler for kind 1 says nothing about jobs). A
+ * provider that announces no job kind is absent from the map: it may still
+ * serve, so callers must not conclude anything about it.
+ */
+export async function announcedKinds(pool: RelayPool, pubkeys: string[], timeoutMs = 3000): Promise<Map<string, number[]>> {
+  const out = new Map<string, number[]>()
+  if (pubkeys.length === 0) return out
+  const events = await pool.query([{ kinds: [HANDLER_KIND], authors: pubkeys }], { timeoutMs, maxEvents: 100 * pubkeys.length })
+  for (const ev of events) {
+    if (!pubkeys.includes(ev.pubkey)) continue
+    const kinds = ev.tags.filter((t) => t[0] === 'k').map((t) => Number(t[1])).filter(isJobRequestKind)
+    if (kinds.length === 0) continue
+    out.set(ev.pubkey, [...new Set([...(out.get(ev.pubkey) ?? []), ...kinds])].sort((a, b) => a - b))
+  }
+  return out
+}
+
+/** A named provider does not serve the kind asked for; `kinds` are those it does. */
+export class KindNotServedError extends Error {
+  override name = 'KindNotServedError'
+  constructor(
+    readonly provider: string,
+    readonly kinds: number[],
+    readonly kind: number,
+    /** what to change instead of the kind, when `--kind` is not the flag that set it (a chain step) */
+    hint = `pass --kind=${kinds[0]}`,
+  ) {
+    super(`provider ${shortKey(provider)} serves ${kinds.length === 1 ? 'kind' : 'kinds'} ${kinds.join(', ')}, not ${kind}; pick a provider of kind ${kind} or ${hint}`)
+  }
+}
+
+/** Enough of a hex key to recognise it in a message. */
+export function shortKey(hex: string): string {
+  return `${hex.slice(0, 8)}…`
 }

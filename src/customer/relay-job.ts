@@ -15,6 +15,7 @@ import {
 } from '../nostr/nip90.js'
 import type { PoolSubscription, PublishOutcome, RelayPool } from '../nostr/relay-client.js'
 import { bolt11AmountMsats } from './bolt11.js'
+import { announcedKinds, KindNotServedError } from './discovery.js'
 
 /**
  * The customer side of a NIP-90 job over relays: publish a request, follow its
@@ -111,6 +112,7 @@ export async function runRelayJob(spec: JobSpec, options: RunOptions): Promise<J
  */
 export async function runChain(steps: JobSpec[], options: RunOptions): Promise<JobOutcome[]> {
   if (steps.length === 0) throw new Error('nothing to run')
+  await refuseKindsNotServed(steps, options)
   const createdAt = nowSeconds()
   const events: Event[] = []
   for (const [n, spec] of steps.entries()) {
@@ -134,7 +136,7 @@ export async function runChain(steps: JobSpec[], options: RunOptions): Promise<J
     return await new Promise<JobOutcome[]>((resolve, reject) => {
       const onAbort = (): void => {
         const why = deadline.aborted
-          ? `no result within ${Math.round(options.timeoutMs / 1000)} s${followers.some((f) => f.heardFrom) ? '' : ' and no provider answered; is one running for this kind on these relays?'}`
+          ? `no result within ${Math.round(options.timeoutMs / 1000)} s${followers.some((f) => f.heardFrom) ? '' : ` and no provider answered; is one running for ${kindList(steps)} on these relays?`}`
           : 'cancelled'
         reject(new JobError(why))
       }
@@ -153,6 +155,33 @@ export async function runChain(steps: JobSpec[], options: RunOptions): Promise<J
   } finally {
     for (const f of followers) f.close()
   }
+}
+
+/** How long to look for the named providers' handlers before publishing; a slow relay must not hold the job up much. */
+const HANDLER_CHECK_MS = 3000
+
+/**
+ * A step sent to a provider whose NIP-89 handlers list other kinds, not the
+ * step's, would only wait out the timeout: say so before anything is
+ * published or paid. A provider that announces nothing may still serve, so
+ * its steps go ahead; so does everything when the relays cannot tell.
+ */
+async function refuseKindsNotServed(steps: JobSpec[], options: RunOptions): Promise<void> {
+  const named = [...new Set(steps.flatMap((s) => (s.provider ? [s.provider] : [])))]
+  if (named.length === 0) return
+  const announced = await announcedKinds(options.pool, named, Math.min(HANDLER_CHECK_MS, options.timeoutMs)).catch(() => new Map<string, number[]>())
+  for (const [n, spec] of steps.entries()) {
+    const kinds = spec.provider ? announced.get(spec.provider) : undefined
+    if (!kinds || kinds.includes(spec.kind)) continue
+    // the first step's kind is --kind; a later one's comes from its --chain step
+    const err = n === 0 ? new KindNotServedError(spec.provider!, kinds, spec.kind) : new KindNotServedError(spec.provider!, kinds, spec.kind, `change step ${n + 1} of the chain to a kind it serves`)
+    throw new JobError(err.message, undefined, spec.provider)
+  }
+}
+
+function kindList(steps: JobSpec[]): string {
+  const kinds = [...new Set(steps.map((s) => s.kind))]
+  return `${kinds.length === 1 ? 'kind' : 'kinds'} ${kinds.join(', ')}`
 }
 
 /** Wait for all of `promises` to settle, or `ms`, whichever is first. */

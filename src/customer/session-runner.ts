@@ -5,7 +5,7 @@ import type { SkillDescriptor } from '../skills/descriptor.js'
 import { startLocalProxy, type LocalProxy } from '../tunnel/local-proxy.js'
 import { TunnelRefusedError } from '../tunnel/refusal.js'
 import { connectToProvider, type ProviderLink } from './connect.js'
-import { discoverProviders } from './discovery.js'
+import { announcedKinds, discoverProviders, KindNotServedError } from './discovery.js'
 import { loadNostrCrypto } from '../nostr/events.js'
 import { RelayPool } from '../nostr/relay-client.js'
 import { SessionClient, type SessionSummary } from './session-client.js'
@@ -37,15 +37,23 @@ export interface RentOptions {
  * Pick a provider from the relays: the best available NIP-89 handler for the
  * kind (online, free capacity, within the price limit). Its swarm key lets us
  * dial it directly. Null when the relays have none or cannot be reached.
+ * Throws KindNotServedError when the named provider announces only other
+ * kinds: it will not be on this kind's topic, so looking there is pointless.
  */
 export async function chooseFromRelays(relays: string[], kind: number, opts: { providerPubkey?: string; maxPerMinute?: number; timeoutMs?: number } = {}): Promise<{ pubkey: string; swarmKey: string } | null> {
-  const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays, connectTimeoutMs: opts.timeoutMs ?? 3000 })
+  const timeoutMs = opts.timeoutMs ?? 3000
+  const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays, connectTimeoutMs: timeoutMs })
   try {
-    const found = await discoverProviders(pool, kind, { timeoutMs: opts.timeoutMs ?? 3000, ...(opts.providerPubkey ? { authors: [opts.providerPubkey] } : {}) })
+    const found = await discoverProviders(pool, kind, { timeoutMs, ...(opts.providerPubkey ? { authors: [opts.providerPubkey] } : {}) })
+    if (opts.providerPubkey && found.length === 0) {
+      const kinds = (await announcedKinds(pool, [opts.providerPubkey], timeoutMs)).get(opts.providerPubkey)
+      if (kinds && !kinds.includes(kind)) throw new KindNotServedError(opts.providerPubkey, kinds, kind)
+    }
     const ok = found.filter((c) => (opts.providerPubkey ? true : c.available) && (opts.maxPerMinute === undefined || (c.handler.pricing.perMinute ?? Infinity) <= opts.maxPerMinute))
     const best = ok[0]
     return best ? { pubkey: best.pubkey, swarmKey: best.handler.swarmKey } : null
-  } catch {
+  } catch (err) {
+    if (err instanceof KindNotServedError) throw err
     return null
   } finally {
     pool.close()
@@ -98,8 +106,12 @@ export class RentedSession extends EventEmitter {
       const chosen = await chooseFromRelays(this.opts.relays, this.opts.kind, { providerPubkey: this.opts.providerPubkey, maxPerMinute: this.opts.maxPerMinute })
       if (chosen) {
         this.emit('chosen', chosen)
-        // a handler can outlive its provider (killed, no offline beat): dial briefly, then fall back to the topic
-        found = await connectToProvider({ ...base, providerPubkey: chosen.pubkey, providerSwarmKey: chosen.swarmKey, timeoutMs: 5000 }).catch(() => null)
+        // a handler can outlive its provider (killed, no offline beat): dial briefly, then fall back to the topic;
+        // but a provider that answers and says it does not serve the kind will not be on the topic either
+        found = await connectToProvider({ ...base, providerPubkey: chosen.pubkey, providerSwarmKey: chosen.swarmKey, timeoutMs: 5000 }).catch((err: unknown) => {
+          if (err instanceof KindNotServedError) throw err
+          return null
+        })
       }
     }
     found ??= await connectToProvider({
@@ -186,6 +198,8 @@ export class RentedSession extends EventEmitter {
     // the wallet records every acknowledged proof before anyone reads the final account
     await this.client?.flushSpent()
     await this.proxy?.close()
+    // let the provider read our `end` (so it logs why and redeems now) before the swarm goes
+    await this.link?.peer.end()
     await this.swarm?.destroy().catch(() => {})
     this.emit('end', summary)
   }
