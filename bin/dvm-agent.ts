@@ -3,6 +3,7 @@
 import { Option } from 'commander'
 import { addGlobalOptions, createProgram, fail, resolveGlobals, type GlobalOptions } from '../src/cli/options.js'
 import { collect, parseIntFlag, parseKinds } from '../src/cli/collect.js'
+import { chooseAcceptedMints, chooseRelays } from '../src/cli/network.js'
 import { loadOrCreateIdentity, parsePubkey } from '../src/identity/nostr-key.js'
 import { createProcessor } from '../src/processors/index.js'
 import { Provider } from '../src/provider/provider.js'
@@ -48,8 +49,8 @@ const program = addGlobalOptions(
     .addOption(new Option('--price-per-minute <sats>', 'session price; a 1-sat tick every 60000/price ms').env('DVM_PRICE_PER_MINUTE').default('60'))
     .addOption(new Option('--chunks-per-sat <n>', 'P2P job output: chunks one sat buys').env('DVM_CHUNKS_PER_SAT').default('10'))
     .addOption(new Option('--price-per-job <sats>', 'relay (NIP-90) job price; 0 = free').env('DVM_PRICE_PER_JOB').default('0'))
-    .addOption(new Option('--mint <url>', 'accepted mint, repeatable (default: the devnet mint)').argParser(collect).default([]))
-    .addOption(new Option('--relay <url>', 'Nostr relay, repeatable (default: the devnet relay)').argParser(collect).default([]))
+    .addOption(new Option('--mint <url>', "accepted mint, repeatable (default: the devnet's, then $DVM_MINT, comma-separated, then the mints this data dir has wallets at)").argParser(collect).default([]))
+    .addOption(new Option('--relay <url>', 'Nostr relay, repeatable (default: the devnet relay, then $DVM_RELAYS, then public relays)').argParser(collect).default([]))
     .addOption(new Option('--max-sessions <n>', 'concurrent paid sessions').env('DVM_MAX_SESSIONS').default('100'))
     .addOption(new Option('--max-jobs <n>', 'relay (NIP-90) jobs running at once').env('DVM_MAX_JOBS').default('4'))
     .addOption(new Option('--min-price <sats>', 'relay jobs priced below this are free').default('1'))
@@ -70,7 +71,7 @@ program.action(async (flags: AgentFlags) => {
   let provider: Provider
   try {
     const identity = await loadOrCreateIdentity(g.dataDir)
-    const mints = flags.mint.length ? flags.mint : g.devnet?.mint ? [g.devnet.mint] : []
+    const mints = await chooseAcceptedMints(flags.mint, g.devnet, g.dataDir)
     // an http(s) processor is also the tunnel's backend unless --backend names another
     const backend = flags.backend ?? (/^https?:\/\//.test(flags.processor) ? new URL(flags.processor).origin : undefined)
     let processor = await createProcessor({ spec: flags.processor, model: flags.model })
@@ -115,7 +116,7 @@ program.action(async (flags: AgentFlags) => {
       skill: flags.skill ? loadSkillFile(flags.skill) : undefined,
       about: flags.about,
       name: flags.name,
-      relays: flags.relay.length ? flags.relay : (g.devnet?.relays ?? []),
+      relays: chooseRelays(flags.relay, g.devnet),
       maxJobs: parseIntFlag('max-jobs', flags.maxJobs, 1, 1000),
       // On the devnet every relay is on loopback; elsewhere a request must not steer us into our own network.
       privateRequestRelays: flags.relay.length === 0 && g.devnet !== undefined,

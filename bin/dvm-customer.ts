@@ -4,6 +4,7 @@
 // (never more than --bid), prints the result. Thin layer over src/customer.
 import { Option } from 'commander'
 import { nip19 } from 'nostr-tools'
+import { chooseRelays, chooseWalletMint } from '../src/cli/network.js'
 import { addGlobalOptions, createProgram, fail, resolveGlobals, walletFlags, type GlobalOptions } from '../src/cli/options.js'
 import { collect, parseIntFlag } from '../src/cli/collect.js'
 import { runP2PCommand } from '../src/customer/p2p-command.js'
@@ -54,8 +55,8 @@ const program = addGlobalOptions(
     .addOption(new Option('--param <key=value>', 'a job parameter (repeatable)').argParser(collectRaw).default([]))
     .addOption(new Option('--input-type <type>', 'how the provider reads the prompt: text, url, event or job').choices(['text', 'url', 'event', 'job']).default('text'))
     .addOption(new Option('--output <mime>', 'the output format to ask for'))
-    .addOption(new Option('--relay <url>', 'relay to use (repeatable or comma-separated; default: the devnet relay)').argParser(collect).default([]))
-    .addOption(new Option('--mint <url>', "the wallet's mint, for paying invoices (default: the devnet mint)").env('DVM_MINT'))
+    .addOption(new Option('--relay <url>', 'relay to use (repeatable or comma-separated; default: the devnet relay, then $DVM_RELAYS, then public relays)').argParser(collect).default([]))
+    .addOption(new Option('--mint <url>', "the wallet's mint, for paying (default: the devnet's, then $DVM_MINT, then the one mint this data dir has a wallet at)"))
     .addOption(new Option('--timeout <seconds>', 'give up (and cancel the job) after this long').default('120'))
     .addOption(new Option('--via <transport>', 'relay: NIP-90 over Nostr relays; p2p: over Hyperswarm').choices(['relay', 'p2p']).default('relay'))
     .addOption(new Option('--budget <sats>', 'p2p: the most this job may cost, paid per chunk as output arrives').default('50'))
@@ -110,8 +111,7 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
   try {
     const kind = parseIntFlag('kind', flags.kind, 5000, 5999)
     if (flags.via === 'p2p') {
-      const mintUrl = flags.mint ?? g.devnet?.mint
-      if (!mintUrl) throw new Error('no mint: pass --mint=<url> or --devnet=<dir>')
+      const mintUrl = await chooseWalletMint({ flag: flags.mint, devnet: g.devnet, dataDir: g.dataDir })
       const text = promptWords.join(' ')
       if (text.trim().length === 0) throw new Error('the prompt is empty; give the job some input')
       process.exitCode = await runP2PCommand({
@@ -128,7 +128,7 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
         maxPrice: flags.maxPrice !== undefined ? parseIntFlag('max-price', flags.maxPrice, 1) : undefined,
         providerPubkey: flags.provider ? parsePubkey(flags.provider) : undefined,
         bootstrap: g.devnet?.bootstrap,
-        relays: flags.relay.length > 0 ? flags.relay : g.devnet?.relays,
+        relays: chooseRelays(flags.relay, g.devnet),
         timeoutMs: parseIntFlag('timeout', flags.timeout, 1, 86_400) * 1000,
         json,
       })
@@ -139,8 +139,7 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
     const bidMsats = flags.bid !== undefined ? parseIntFlag('bid', flags.bid, 0) : undefined
     const timeoutSec = parseIntFlag('timeout', flags.timeout, 1, 86_400)
     const params = parseParams(flags.param)
-    const relays = flags.relay.length > 0 ? flags.relay : (g.devnet?.relays ?? [])
-    if (relays.length === 0) throw new Error('no relays: pass --relay=wss://… or --devnet=<dir>')
+    const relays = chooseRelays(flags.relay, g.devnet)
     const prompt = promptWords.join(' ')
     if (prompt.trim().length === 0) throw new Error('the prompt is empty; give the job some input')
     const steps = flags.chain.map((s) => parseStep(s, kind))
@@ -177,12 +176,12 @@ program.action(async (promptWords: string[], flags: CustomerFlags) => {
       ...steps.map((s) => base(s.kind, s.text ? [{ type: 'text', value: s.text }] : [])),
     ]
 
-    const mintUrl = flags.mint ?? g.devnet?.mint
+    // only a paid job needs the wallet; a free one runs without any
+    const mintUrl = await chooseWalletMint({ flag: flags.mint, devnet: g.devnet, dataDir: g.dataDir }).catch(() => undefined)
     let wallet: Wallet | undefined
     const openWallet = async (): Promise<Wallet> => {
-      if (!mintUrl) throw new Error('no wallet: pass --mint=<url> or --devnet=<dir>')
       if (!wallet) {
-        wallet = new Wallet({ dataDir: g.dataDir, mintUrl })
+        wallet = new Wallet({ dataDir: g.dataDir, mintUrl: mintUrl ?? (await chooseWalletMint({ flag: flags.mint, devnet: g.devnet, dataDir: g.dataDir })) })
         await wallet.load()
       }
       return wallet

@@ -3,6 +3,7 @@
 import { Option } from 'commander'
 import { addGlobalOptions, createProgram, fail, resolveGlobals, walletFlags, type GlobalOptions } from '../src/cli/options.js'
 import { collect, parseIntFlag } from '../src/cli/collect.js'
+import { chooseRelays, chooseWalletMint } from '../src/cli/network.js'
 import { loadOrCreateIdentity, parsePubkey } from '../src/identity/nostr-key.js'
 import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 import { Wallet } from '../src/payments/wallet.js'
@@ -38,21 +39,21 @@ const program = addGlobalOptions(
     .addOption(new Option('--host <host>', 'local proxy interface (default 127.0.0.1; anything else is reachable by others)'))
     .addOption(new Option('--no-proxy', 'no local proxy (pay for time, use generate)'))
     .addOption(new Option('--duration <seconds>', 'end the session after this long'))
-    .addOption(new Option('--mint <url>', "the wallet's mint (default: the devnet mint)").env('DVM_MINT'))
+    .addOption(new Option('--mint <url>', "the wallet's mint (default: the devnet's, then $DVM_MINT, then the one mint this data dir has a wallet at)"))
     .addOption(new Option('--reconnect <seconds>', 'if the provider goes away, keep trying to reach it this long before ending the session (0 = end at once)').default('60'))
     .addOption(new Option('--lock-seconds <s>', 'locktime of proofs locked to the provider').default('1200'))
-    .addOption(new Option('--relay <url>', 'choose the provider from NIP-89 handlers on these relays (repeatable; default: the devnet relay)').argParser(collect).default([])),
+    .addOption(new Option('--relay <url>', 'choose the provider from NIP-89 handlers on these relays (repeatable; default: the devnet relay, then $DVM_RELAYS, then public relays)').argParser(collect).default([])),
 )
 
 program.action(async (flags: SessionFlags) => {
   const g = resolveGlobals(flags)
-  const mintUrl = flags.mint ?? g.devnet?.mint
+  let mintUrl: string
   const con = (wallet: Wallet) => new SessionConsole(g.json, async () => (await wallet.balance()).balance)
   let session: RentedSession
   let wallet: Wallet
   let out: SessionConsole
   try {
-    if (!mintUrl) throw new Error('no mint: pass --mint=<url> or --devnet=<dir>')
+    mintUrl = await chooseWalletMint({ flag: flags.mint, devnet: g.devnet, dataDir: g.dataDir })
     const budget = parseIntFlag('budget', flags.budget, 1, 1_000_000)
     const identity = await loadOrCreateIdentity(g.dataDir)
     const refundKey = await loadOrCreatePaymentKey(g.dataDir)
@@ -75,7 +76,7 @@ program.action(async (flags: SessionFlags) => {
       host: flags.host,
       lockSeconds: parseIntFlag('lock-seconds', flags.lockSeconds, 1),
       reconnectMs: parseIntFlag('reconnect', flags.reconnect, 0, 86_400) * 1000,
-      relays: flags.relay.length ? flags.relay : g.devnet?.relays,
+      relays: chooseRelays(flags.relay, g.devnet),
       expectedMs: flags.duration ? parseIntFlag('duration', flags.duration, 1) * 1000 : undefined,
     })
     out.attach(session)

@@ -11,10 +11,12 @@ import { listWalletMints } from '../src/payments/proof-store.js'
 import { decodeToken, normalizeMintUrl, sameMint } from '../src/payments/token.js'
 import { existsSync } from 'node:fs'
 import { collect } from '../src/cli/collect.js'
+import { chooseRelays } from '../src/cli/network.js'
 import { findRefunds } from '../src/customer/refund-claims.js'
 import { identityFile, loadOrCreateIdentity } from '../src/identity/nostr-key.js'
 import { loadNostrCrypto } from '../src/nostr/events.js'
 import { RelayPool } from '../src/nostr/relay-client.js'
+import { localTime } from '../src/util/local-time.js'
 
 const NAME = 'dvm-wallet'
 
@@ -120,7 +122,7 @@ program
           (b.pending ? ` (+${b.pending} pending${b.locked ? `, ${b.locked} of them locked to payees` : ''})` : '') +
           ` at ${ctx.wallet.mintUrl}` +
           (back?.reclaimed ? `; reclaimed ${back.reclaimed} sats of unsent session proofs` : '') +
-          (back?.nextAt ? `; ${b.locked} locked sats can be reclaimed after ${new Date(back.nextAt * 1000).toISOString()}` : ''),
+          (back?.nextAt ? `; ${b.locked} locked sats can be reclaimed after ${localTime(back.nextAt)}` : ''),
       )
     }),
   )
@@ -144,7 +146,8 @@ program
             return
           }
           ctx.say(`Pay this Lightning invoice to add ${amount} sats (quote ${quote}):\n\n${bolt11}\n`)
-          qrcode.generate(bolt11.toUpperCase(), { small: true }, (qr) => ctx.say(qr))
+          // a QR code is for a phone pointed at a terminal; in a log or a pipe it is noise
+          if (process.stdout.isTTY) qrcode.generate(bolt11.toUpperCase(), { small: true }, (qr) => ctx.say(qr))
           ctx.say('waiting for payment…')
         },
       })
@@ -217,14 +220,13 @@ program
   .command('refunds')
   .description('find refunds providers sent for your relay jobs after you stopped waiting (timeout, Ctrl-C, a provider that paid later) and receive them')
   .option('--days <n>', 'how far back to look', '30')
-  .addOption(new Option('--relay <url>', 'relay to ask (repeatable or comma-separated; default: the devnet relay)').argParser(collect).default([]))
+  .addOption(new Option('--relay <url>', 'relay to ask (repeatable or comma-separated; default: the devnet relay, then $DVM_RELAYS, then public relays)').argParser(collect).default([]))
   .action(
     run(async (opts: { days: string; relay: string[] }, cmd: Command) => {
       const days = Number(opts.days)
       if (!/^\d+$/.test(opts.days) || days < 1 || days > 3650) throw new Error(`--days must be a whole number from 1 to 3650, got "${opts.days}"`)
       const globals = resolveGlobals(cmd.optsWithGlobals<WalletGlobals>())
-      const relays = opts.relay.length > 0 ? opts.relay : (globals.devnet?.relays ?? [])
-      if (relays.length === 0) throw new Error('no relays: pass --relay=wss://… (the ones you ran dvm-customer with) or --devnet=<dir>')
+      const relays = chooseRelays(opts.relay, globals.devnet)
       // Refunds are encrypted to the key dvm-customer uses: the one in this data dir.
       if (!existsSync(identityFile(globals.dataDir))) throw new Error(`no Nostr key in ${globals.dataDir}: refunds go to the key dvm-customer used; pass the same --data-dir`)
       const identity = await loadOrCreateIdentity(globals.dataDir)

@@ -13,6 +13,7 @@ import { RelayJobService, type JobActivity, type RelayJobServiceOptions } from '
 import { Announcer } from '../src/provider/announce.js'
 import { Wallet } from '../src/payments/wallet.js'
 import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
+import { localTime } from '../src/util/local-time.js'
 import { until } from './helpers/until.js'
 import { failingProcessor, hangingProcessor } from './helpers/ending-processors.js'
 
@@ -204,7 +205,7 @@ describe('dvm-customer (relay mode, devnet)', () => {
     await wallet.lockForPayee({ amount: 3, payeePubkey: (await loadOrCreatePaymentKey(await tempDir())).pubkey, locktime, refundPubkey: refund.pubkey })
     const { proc, code } = await customer(['--via', 'p2p', 'x'], dir)
     expect(code).toBe(1)
-    const until = new Date(locktime * 1000).toISOString()
+    const until = localTime(locktime)
     expect(proc.stderr).toContain(`3 sats are locked to providers until ${until} and come back with \`dvm-wallet balance --data-dir=${dir} --devnet=${devnetDir()}\` after that`)
     expect((await wallet.balance()).locked).toBe(3) // nothing moved
   })

@@ -116,6 +116,10 @@ describe('dvm-wallet CLI', () => {
     const human = await cli(bob, ['--mint', mintUrl(), 'balance'], false)
     expect(human.stdout).toMatch(/^30 sats at http:\/\/127\.0\.0\.1:\d+\n$/)
     expect(readStore(bob).proofs.filter((p) => p.state === 'unspent').reduce((s, p) => s + p.proof.amount, 0)).toBe(30)
+    // funding into a pipe: the invoice as text, no QR code drawn into the log
+    const funded = await cli(bob, ['fund', '2'], false)
+    expect(funded.stdout).toMatch(/Pay this Lightning invoice to add 2 sats[^]*\nlnbc/)
+    expect(funded.stdout).not.toMatch(/[▀▄█]/)
   })
 
   it('refuses a token received twice, and one already spent by another wallet; balances unchanged', async () => {

@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline'
 import type { RentedSession } from './session-runner.js'
 import type { SessionSummary } from './session-client.js'
+import { localTime } from '../util/local-time.js'
 
 function fmtTime(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000))
@@ -36,7 +37,7 @@ export class SessionConsole {
       const p = s.skill.pricing
       this.emit('open', { session: a.session, perMinute: p.perMinute, tickMs: a.tickMs }, `session open: ${p.perMinute} sats/minute (1 sat every ${(a.tickMs / 1000).toFixed(2)} s), budget ${s.client.budgetLeft} sats`)
     })
-    s.on('locked', (e: { count: number; locktime: number }) => this.emit('locked', e, `locked ${e.count} sats to the provider in one swap (refundable after ${new Date(e.locktime * 1000).toLocaleTimeString()})`))
+    s.on('locked', (e: { count: number; locktime: number }) => this.emit('locked', e, `locked ${e.count} sats to the provider in one swap (refundable after ${localTime(e.locktime)})`))
     s.on('tick', (e: { sent: number }) => this.emit('tick', e))
     s.on('ack', (e: { paid: number; paidUntil: number }) => {
       this.emit('ack', e)
@@ -66,7 +67,7 @@ export class SessionConsole {
 
   end(summary: SessionSummary, balance: number): void {
     const refund = summary.lockedUnsent > 0
-      ? `${summary.lockedUnsent} sats locked to the provider but unsent come back after ${new Date((summary.refundAt ?? 0) * 1000).toISOString()} (run \`dvm-wallet balance\` after that time to reclaim them)`
+      ? `${summary.lockedUnsent} sats locked to the provider but unsent come back after ${localTime(summary.refundAt ?? 0)} (run \`dvm-wallet balance\` after that time to reclaim them)`
       : 'nothing left locked'
     this.emit('end', { ...summary, balance }, `session ended (${summary.reason}): spent ${summary.spent} sats; ${refund}; wallet balance ${balance} sats`)
   }

@@ -124,7 +124,7 @@ export class Provider extends EventEmitter {
 
   /** Build everything and check it can work: the processor starts, the mints' keys are known. */
   static async create(opts: ProviderOptions): Promise<Provider> {
-    if (opts.mints.length === 0) throw new Error('no mint configured: pass --mint=<url> (or --devnet) to say whose ecash you accept')
+    if (opts.mints.length === 0) throw new Error('no mint configured: say whose ecash you accept with --mint=<url> (repeatable) or DVM_MINT, or use --devnet=<dir> for the local network')
     validatePricing(opts.pricing)
     await opts.processor.start()
     const info: ProcessorInfo = await opts.processor.describe()
