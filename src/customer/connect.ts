@@ -29,7 +29,18 @@ export interface ConnectOptions {
   timeoutMs?: number
   /** the customer's swarm; reused across reconnects */
   swarm?: Hyperswarm
+  /** providers (hex pubkey → why) tried already and found unsuitable: met again, they are let go */
+  passOver?: ReadonlyMap<string, string>
+  /** stop looking (rejects with the signal's reason) */
+  signal?: AbortSignal
 }
+
+/**
+ * How often the topic is looked up again while no provider has been found.
+ * Hyperswarm repeats a lookup only every ~10 minutes: a provider that
+ * announces after the customer started looking would otherwise never be met.
+ */
+const TOPIC_LOOKUP_MS = 3000
 
 /**
  * A customer's redial schedule. Hyperswarm waits 10 minutes after a fourth
@@ -89,16 +100,23 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
   const candidates = new Set<Peer>()
   try {
     const link = await new Promise<ProviderLink>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      let lookups: NodeJS.Timeout | undefined
+      const stopLooking = (): void => {
+        clearTimeout(timer)
+        clearInterval(lookups)
         swarm.off('connection', onConn)
+        opts.signal?.removeEventListener('abort', onAbort)
+      }
+      const timer = setTimeout(() => {
+        stopLooking()
         reject(new Error(notFound(opts, timeoutMs, refusals)))
       }, timeoutMs)
       const giveUp = (err: Error): void => {
-        clearTimeout(timer)
-        swarm.off('connection', onConn)
+        stopLooking()
         for (const p of candidates) p.close()
         reject(err)
       }
+      const onAbort = (): void => giveUp(opts.signal!.reason instanceof Error ? opts.signal!.reason : new Error('stopped looking for a provider'))
       const onConn = (conn: NoiseSecretStream) => {
         conn.on('error', () => {})
         const peer = new Peer(conn, { identity: opts.identity, role: 'customer', expectedPubkey: opts.providerPubkey })
@@ -107,6 +125,8 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
         skill.catch(() => {}) // awaited below only once the identity checks out
         peer.ready
           .then(async (pubkey) => {
+            const passedOver = opts.passOver?.get(pubkey)
+            if (passedOver) throw new Error(`passed over ${shortKey(pubkey)} (${passedOver})`)
             const s = await skill
             if (!Array.isArray(s.kinds) || !s.kinds.includes(opts.kind)) {
               // The one provider we may use says it does not serve the kind: waiting longer cannot help.
@@ -116,8 +136,7 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
             }
             // our side of the swap: who is asking and for what (informative; the provider may log it)
             peer.send({ type: 'skill', skill: { name: 'dvm-agent customer', version: '1', role: 'customer', kinds: [opts.kind], agent: AGENT } })
-            clearTimeout(timer)
-            swarm.off('connection', onConn)
+            stopLooking()
             // the one chosen stays; other providers met on the topic are let go
             for (const other of candidates) if (other !== peer) other.close()
             resolve({ peer, pubkey, swarmKey: conn.remotePublicKey.toString('hex'), skill: s })
@@ -132,8 +151,13 @@ export async function connectToProvider(opts: ConnectOptions): Promise<Connectio
           })
       }
       swarm.on('connection', onConn)
+      if (opts.signal?.aborted) return onAbort()
+      opts.signal?.addEventListener('abort', onAbort, { once: true })
       if (opts.providerSwarmKey) swarm.joinPeer(Buffer.from(opts.providerSwarmKey, 'hex'))
-      else swarm.join(topic, { client: true, server: false })
+      else {
+        const discovery = swarm.join(topic, { client: true, server: false })
+        lookups = setInterval(() => void discovery.refresh({ client: true, server: false }).catch(() => {}), TOPIC_LOOKUP_MS)
+      }
     })
     // found: stop looking for others on the topic, keep a direct line to this one for reconnects
     if (!opts.providerSwarmKey) await swarm.leave(topic).catch(() => {})

@@ -44,7 +44,7 @@ export async function runP2PCommand(o: P2PCommandOptions): Promise<number> {
   if (back?.reclaimed) note(`reclaimed ${back.reclaimed} sats from earlier jobs' and sessions' unsent proofs`)
   const { balance } = await wallet.balance()
   if (balance < 1) throw await emptyWalletError(wallet, { amount: o.budget, walletFlags: o.walletFlags })
-  const chosen = o.relays?.length ? await chooseFromRelays(o.relays, o.kind, { providerPubkey: o.providerPubkey }) : null
+  const chosen = o.relays?.length ? await chooseFromRelays(o.relays, o.kind, { providerPubkey: o.providerPubkey, mint: o.mintUrl }) : null
   const ac = new AbortController()
   const timer = setTimeout(() => ac.abort(), o.timeoutMs)
   const onSigint = () => ac.abort()

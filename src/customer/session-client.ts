@@ -45,6 +45,18 @@ export interface SessionSummary {
 type Pending = { proof: WireProof; resolve: (ok: boolean) => void; timer: NodeJS.Timeout }
 
 /**
+ * This provider will not do, though another might: it refused the session
+ * (`code` from its `refuse`: busy, backend-down, …) or its terms are outside
+ * the customer's limits (`code` 'terms'). Nothing was locked or paid.
+ */
+export class ProviderUnsuitable extends Error {
+  override name = 'ProviderUnsuitable'
+  constructor(readonly code: string, message: string) {
+    super(message)
+  }
+}
+
+/**
  * The customer's end of a paid session: opens it, checks the terms against the
  * skill it was shown and its own limits, locks proofs in batches and sends one
  * per tick, counts acknowledgements, and ends cleanly with an account of every sat.
@@ -95,23 +107,23 @@ export class SessionClient extends EventEmitter {
   async open(): Promise<MessageOf<'accept'>> {
     const { skill, budget, mode } = this.opts
     if (mode === 'session' && this.opts.maxPerMinute !== undefined && skill.pricing.perMinute > this.opts.maxPerMinute) {
-      throw new Error(`provider asks ${skill.pricing.perMinute} sats/minute, more than your limit of ${this.opts.maxPerMinute}`)
+      throw new ProviderUnsuitable('terms', `provider asks ${skill.pricing.perMinute} sats/minute, more than your limit of ${this.opts.maxPerMinute}`)
     }
     const reply = this.waitFor((m) => (m.type === 'accept' || m.type === 'refuse') && m.session === this.id)
     this.peer.send({ type: 'open', session: this.id, kind: this.opts.kind, mode, budget })
     const m = await reply
-    if (m.type === 'refuse') throw new Error(`provider refused the session: ${m.reason}`)
+    if (m.type === 'refuse') throw new ProviderUnsuitable(m.code, `provider refused the session: ${m.reason}`)
     const accept = m as MessageOf<'accept'>
     // the skill we were shown is the price we agreed to; a session may not cost more
     const agreedTickMs = Math.floor(60_000 / skill.pricing.perMinute)
     if (mode === 'session' && accept.tickMs < agreedTickMs) {
-      throw new Error(`provider's session terms (${accept.tickMs} ms per sat) are dearer than its advertised ${skill.pricing.perMinute} sats/minute; not paying`)
+      throw new ProviderUnsuitable('terms', `provider's session terms (${accept.tickMs} ms per sat) are dearer than its advertised ${skill.pricing.perMinute} sats/minute; not paying`)
     }
     if (mode === 'job' && accept.chunksPerTick < Math.max(skill.pricing.chunksPerSat, this.opts.minChunksPerSat ?? 1)) {
-      throw new Error(`provider's job terms (${accept.chunksPerTick} chunks per sat) are worse than advertised or allowed; not paying`)
+      throw new ProviderUnsuitable('terms', `provider's job terms (${accept.chunksPerTick} chunks per sat) are worse than advertised or allowed; not paying`)
     }
     if (!accept.mints.includes(this.opts.funds.mintUrl)) {
-      throw new Error(`provider accepts ecash from ${accept.mints.join(', ')}; your wallet's mint is ${this.opts.funds.mintUrl}`)
+      throw new ProviderUnsuitable('terms', `provider accepts ecash from ${accept.mints.join(', ')}; your wallet's mint is ${this.opts.funds.mintUrl}`)
     }
     this.accept = accept
     if (budget < 1) throw new Error('budget must be at least 1 sat')

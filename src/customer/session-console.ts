@@ -32,6 +32,7 @@ export class SessionConsole {
 
   attach(s: RentedSession): void {
     s.on('chosen', (c: { pubkey: string }) => this.emit('chosen', c, `chose provider ${c.pubkey.slice(0, 16)}… from its NIP-89 handler on the relays`))
+    s.on('passed-over', (e: { provider: string; reason: string }) => this.emit('passed-over', e, `passed over provider ${e.provider.slice(0, 16)}… (${e.reason}); looking for another`))
     s.on('connected', (l: { pubkey: string }) => this.emit('connected', { provider: l.pubkey }, `connected to provider ${l.pubkey.slice(0, 16)}… (identity verified on this connection)`))
     s.on('open', (a: { tickMs: number; session: string }) => {
       const p = s.skill.pricing

@@ -7,8 +7,9 @@ import { TunnelRefusedError } from '../tunnel/refusal.js'
 import { connectToProvider, type ProviderLink } from './connect.js'
 import { announcedKinds, discoverProviders, KindNotServedError } from './discovery.js'
 import { loadNostrCrypto } from '../nostr/events.js'
+import { sameMint } from '../payments/mint-url.js'
 import { RelayPool } from '../nostr/relay-client.js'
-import { SessionClient, type SessionSummary } from './session-client.js'
+import { ProviderUnsuitable, SessionClient, type SessionSummary } from './session-client.js'
 import type { SessionFunds } from './session-funds.js'
 
 export interface RentOptions {
@@ -40,7 +41,17 @@ export interface RentOptions {
  * Throws KindNotServedError when the named provider announces only other
  * kinds: it will not be on this kind's topic, so looking there is pointless.
  */
-export async function chooseFromRelays(relays: string[], kind: number, opts: { providerPubkey?: string; maxPerMinute?: number; timeoutMs?: number } = {}): Promise<{ pubkey: string; swarmKey: string } | null> {
+export interface ChooseOptions {
+  providerPubkey?: string
+  maxPerMinute?: number
+  /** only providers whose handler lists this mint (the customer's wallet) */
+  mint?: string
+  /** providers already passed over */
+  exclude?: ReadonlyMap<string, string>
+  timeoutMs?: number
+}
+
+export async function chooseFromRelays(relays: string[], kind: number, opts: ChooseOptions = {}): Promise<{ pubkey: string; swarmKey: string } | null> {
   const timeoutMs = opts.timeoutMs ?? 3000
   const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays, connectTimeoutMs: timeoutMs })
   try {
@@ -49,7 +60,13 @@ export async function chooseFromRelays(relays: string[], kind: number, opts: { p
       const kinds = (await announcedKinds(pool, [opts.providerPubkey], timeoutMs)).get(opts.providerPubkey)
       if (kinds && !kinds.includes(kind)) throw new KindNotServedError(opts.providerPubkey, kinds, kind)
     }
-    const ok = found.filter((c) => (opts.providerPubkey ? true : c.available) && (opts.maxPerMinute === undefined || (c.handler.pricing.perMinute ?? Infinity) <= opts.maxPerMinute))
+    const ok = found.filter(
+      (c) =>
+        (opts.providerPubkey ? true : c.available) &&
+        (opts.maxPerMinute === undefined || (c.handler.pricing.perMinute ?? Infinity) <= opts.maxPerMinute) &&
+        (opts.mint === undefined || c.handler.mints.length === 0 || c.handler.mints.some((m) => sameMint(m, opts.mint!))) &&
+        !opts.exclude?.has(c.pubkey),
+    )
     const best = ok[0]
     return best ? { pubkey: best.pubkey, swarmKey: best.handler.swarmKey } : null
   } catch (err) {
@@ -61,6 +78,8 @@ export async function chooseFromRelays(relays: string[], kind: number, opts: { p
 }
 
 export const DEFAULT_RECONNECT_MS = 60_000
+/** providers of the kind tried and passed over before dvm-session gives up */
+const MAX_PASS_OVER = 3
 
 /**
  * `dvm-session`'s work: find and verify a provider, open a paid session, keep
@@ -81,6 +100,7 @@ export class RentedSession extends EventEmitter {
    * later instead of the provider's 402.
    */
   private paid = pending()
+  private readonly stopping = new AbortController()
 
   constructor(private readonly opts: RentOptions) {
     super()
@@ -100,45 +120,32 @@ export class RentedSession extends EventEmitter {
   }
 
   async start(): Promise<void> {
-    const base = { identity: this.opts.identity, bootstrap: this.opts.bootstrap, kind: this.opts.kind }
-    let found: Awaited<ReturnType<typeof connectToProvider>> | null = null
-    if (this.opts.relays?.length && !this.opts.providerSwarmKey) {
-      const chosen = await chooseFromRelays(this.opts.relays, this.opts.kind, { providerPubkey: this.opts.providerPubkey, maxPerMinute: this.opts.maxPerMinute })
-      if (chosen) {
-        this.emit('chosen', chosen)
-        // a handler can outlive its provider (killed, no offline beat): dial briefly, then fall back to the topic;
-        // but a provider that answers and says it does not serve the kind will not be on the topic either
-        found = await connectToProvider({ ...base, providerPubkey: chosen.pubkey, providerSwarmKey: chosen.swarmKey, timeoutMs: 5000 }).catch((err: unknown) => {
-          if (err instanceof KindNotServedError) throw err
-          return null
-        })
+    // Without a named provider any one of the kind will do: one that refuses
+    // (busy, backend down) or whose terms are outside our limits is passed over
+    // for the next, up to MAX_PASS_OVER of them. Nothing is locked before accept.
+    const passOver = new Map<string, string>()
+    for (;;) {
+      const { swarm, link } = await this.findProvider(passOver)
+      this.swarm = swarm
+      this.link = link
+      this.emit('connected', link)
+      this.client = this.newClient(link)
+      try {
+        await this.client.open()
+        break
+      } catch (err) {
+        if (this.opts.providerPubkey || !(err instanceof ProviderUnsuitable) || passOver.size >= MAX_PASS_OVER) {
+          link.peer.close()
+          await swarm.destroy().catch(() => {})
+          throw err
+        }
+        passOver.set(link.pubkey, err.message)
+        this.emit('passed-over', { provider: link.pubkey, code: err.code, reason: err.message })
+        swarm.leavePeer(Buffer.from(link.swarmKey, 'hex'))
+        link.peer.close()
       }
     }
-    found ??= await connectToProvider({
-      ...base,
-      providerPubkey: this.opts.providerPubkey,
-      providerSwarmKey: this.opts.providerSwarmKey,
-      timeoutMs: this.opts.connectTimeoutMs,
-    })
-    const { swarm, link } = found
-    this.swarm = swarm
-    this.link = link
-    this.emit('connected', link)
-    this.client = new SessionClient({
-      peer: link.peer,
-      skill: link.skill,
-      kind: this.opts.kind,
-      mode: 'session',
-      budget: this.opts.budget,
-      funds: this.opts.funds,
-      maxPerMinute: this.opts.maxPerMinute,
-      lockSeconds: this.opts.lockSeconds,
-      expectedMs: this.opts.expectedMs,
-    })
-    for (const ev of ['tick', 'ack', 'refuse', 'locked', 'lock-error']) this.client.on(ev, (e) => this.emit(ev, e))
-    this.client.on('ack', () => this.paid.resolve())
     this.client.on('end', (s: SessionSummary) => this.onClientEnd(s))
-    await this.client.open()
     this.emit('open', this.client.accept)
     this.client.startTicking()
     if (this.opts.port !== null) {
@@ -156,6 +163,52 @@ export class RentedSession extends EventEmitter {
       })
       this.emit('proxy', this.proxy)
     }
+  }
+
+  /** A verified provider of the kind: the named one, else the best from the relays, else the first on the topic. */
+  private async findProvider(passOver: ReadonlyMap<string, string>): Promise<{ swarm: Hyperswarm; link: ProviderLink }> {
+    const base = { identity: this.opts.identity, bootstrap: this.opts.bootstrap, kind: this.opts.kind, passOver, swarm: this.swarm, signal: this.stopping.signal }
+    if (this.opts.relays?.length && !this.opts.providerSwarmKey) {
+      const chosen = await chooseFromRelays(this.opts.relays, this.opts.kind, {
+        providerPubkey: this.opts.providerPubkey,
+        maxPerMinute: this.opts.maxPerMinute,
+        mint: this.opts.funds.mintUrl,
+        exclude: passOver,
+      })
+      if (chosen) {
+        this.emit('chosen', chosen)
+        // a handler can outlive its provider (killed, no offline beat): dial briefly, then fall back to the topic;
+        // but a provider that answers and says it does not serve the kind will not be on the topic either
+        const found = await connectToProvider({ ...base, providerPubkey: chosen.pubkey, providerSwarmKey: chosen.swarmKey, timeoutMs: 5000 }).catch((err: unknown) => {
+          if (err instanceof KindNotServedError) throw err
+          return null
+        })
+        if (found) return found
+      }
+    }
+    return connectToProvider({
+      ...base,
+      providerPubkey: this.opts.providerPubkey,
+      providerSwarmKey: this.opts.providerSwarmKey,
+      timeoutMs: this.opts.connectTimeoutMs,
+    })
+  }
+
+  private newClient(link: ProviderLink): SessionClient {
+    const client = new SessionClient({
+      peer: link.peer,
+      skill: link.skill,
+      kind: this.opts.kind,
+      mode: 'session',
+      budget: this.opts.budget,
+      funds: this.opts.funds,
+      maxPerMinute: this.opts.maxPerMinute,
+      lockSeconds: this.opts.lockSeconds,
+      expectedMs: this.opts.expectedMs,
+    })
+    for (const ev of ['tick', 'ack', 'refuse', 'locked', 'lock-error']) client.on(ev, (e) => this.emit(ev, e))
+    client.on('ack', () => this.paid.resolve())
+    return client
   }
 
   private onClientEnd(summary: SessionSummary): void {
@@ -181,7 +234,9 @@ export class RentedSession extends EventEmitter {
         providerSwarmKey: this.link.swarmKey,
         swarm: this.swarm,
         timeoutMs: this.reconnectMs,
+        signal: this.stopping.signal,
       })
+      if (this.closing) return void link.peer.close()
       this.link = link
       await this.client.resume(link.peer)
       this.client.startTicking()
@@ -209,8 +264,12 @@ export class RentedSession extends EventEmitter {
     this.closing = true
     if (this.endSummary) return this.endSummary
     const done = new Promise<SessionSummary>((resolve) => this.once('end', resolve))
-    if (this.client && !this.client.ended) this.client.end(reason)
-    else if (!this.client) await this.finish({ session: '', spent: 0, lockedUnsent: 0, refundAt: null, reason, providerGone: false })
+    // whatever is still looking for a provider (start, a reconnect) stops now
+    this.stopping.abort(new Error(`stopped: ${reason}`))
+    // an open session tells the provider, and its end finishes ours; one still
+    // opening or reconnecting has no provider to tell
+    if (this.client?.accept && !this.client.ended) this.client.end(reason)
+    else void this.finish(this.client?.accept ? this.client.summary(reason) : { session: '', spent: 0, lockedUnsent: 0, refundAt: null, reason, providerGone: false })
     return done
   }
 }
