@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import http from 'node:http'
-import net from 'node:net'
 import { once } from 'node:events'
 import { devnet, devnetDir } from './helpers/devnet.js'
 import { Agents, until } from './helpers/agents.js'
@@ -12,6 +11,7 @@ import type { ProviderLink } from '../src/customer/connect.js'
 import type { ControlMessage } from '../src/wire/protocol.js'
 import type { Provider } from '../src/provider/provider.js'
 import { request } from './fixtures/tunnel-harness.js'
+import { freePort } from '../src/devnet/ports.js'
 
 /**
  * A provider whose tunnel backend does not answer must not take money for it:
@@ -21,15 +21,6 @@ import { request } from './fixtures/tunnel-harness.js'
 const procs = useProcs()
 let agents: Agents
 afterEach(async () => agents?.cleanup())
-
-/** A loopback port nothing listens on: bound once to learn a free one, then let go. */
-async function freePort(): Promise<number> {
-  const srv = net.createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const { port } = srv.address() as net.AddressInfo
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
-}
 
 /** A small backend on a chosen port; close() drops its open connections too. */
 async function serveOn(port: number): Promise<{ close(): Promise<void> }> {

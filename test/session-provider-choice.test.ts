@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { once } from 'node:events'
-import net from 'node:net'
 import { devnet } from './helpers/devnet.js'
 import { Agents } from './helpers/agents.js'
 import { startTestBackend } from './fixtures/test-backend.js'
@@ -9,6 +8,7 @@ import { RentedSession } from '../src/customer/session-runner.js'
 import { walletFunds } from '../src/customer/wallet-funds.js'
 import type { ProviderOptions } from '../src/provider/provider.js'
 import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
+import { freePort } from '../src/devnet/ports.js'
 
 /**
  * `dvm-session` without --provider rents any provider of the kind: one that
@@ -19,14 +19,6 @@ import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
  */
 let agents: Agents
 afterEach(async () => agents?.cleanup())
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const { port } = srv.address() as net.AddressInfo
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
-}
 
 /** Start renting with only `first` on the topic; once it is passed over, start `second`. */
 async function passOverFirst(kind: number, first: Partial<ProviderOptions>, second: Partial<ProviderOptions>, maxPerMinute?: number) {
