@@ -44,6 +44,8 @@ describe('mints', () => {
     agents = new Agents(devnet())
     const c = await agents.customer(1)
     expect(await chooseAcceptedMints([], undefined, c.dataDir, {})).toEqual([devnet().mint])
+    // one spelling per mint, the one wallets use, so a customer's `includes` check cannot miss it
+    expect(await chooseAcceptedMints(['https://Mint.example/', 'https://mint.example'], undefined, c.dataDir, {})).toEqual(['https://mint.example'])
     expect(await chooseAcceptedMints([], undefined, c.dataDir, { DVM_MINT: 'http://a.example,http://b.example' })).toEqual(['http://a.example', 'http://b.example'])
     expect(await chooseAcceptedMints([], undefined, await agents.dir('dvm-empty-'), {})).toEqual([])
   })

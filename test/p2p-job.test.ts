@@ -26,7 +26,8 @@ class StallingProcessor implements Processor {
 describe('streaming P2P jobs paid per chunk', () => {
   it('streams the whole output and pays one sat per started batch of chunks', async () => {
     agents = new Agents(devnet())
-    const provider = await agents.provider({ processor: new EchoProcessor({ delayMs: 5 }), pricing: { perMinute: 60, chunksPerSat: 3, perJob: 0 } })
+    // a time price that would keep many seconds of session ticks locked; a job keeps only two proofs in hand
+    const provider = await agents.provider({ processor: new EchoProcessor({ delayMs: 5 }), pricing: { perMinute: 600, chunksPerSat: 3, perJob: 0 } })
     const c = await agents.customer(20)
     const { client } = await agents.session(c, provider, { mode: 'job', budget: 20 })
     await client.open()

@@ -50,10 +50,9 @@ export async function chooseWalletMint(c: MintChoice): Promise<string> {
  * (the mints it already trusts with its earnings).
  */
 export async function chooseAcceptedMints(flags: string[], devnet: DevnetConfig | undefined, dataDir: string, env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
-  if (flags.length > 0) return flags
-  if (devnet?.mint) return [devnet.mint]
-  const fromEnv = splitList(env.DVM_MINT)
-  if (fromEnv.length > 0) return fromEnv
+  const given = flags.length > 0 ? flags : devnet?.mint ? [devnet.mint] : splitList(env.DVM_MINT)
+  // one spelling per mint, the one customers' wallets use (`--mint=https://m.x/` is https://m.x)
+  if (given.length > 0) return [...new Set(given.map(normalizeMintUrl))]
   return listWalletMints(dataDir)
 }
 

@@ -1,6 +1,7 @@
 import { Command, Option } from 'commander'
 import { resolveDataDir } from '../config/data-dir.js'
 import { loadDevnetConfig, type DevnetConfig } from '../config/devnet-config.js'
+import { sameMint } from '../payments/mint-url.js'
 
 /** Options every command accepts, before or after a subcommand. */
 export interface GlobalOptions {
@@ -46,7 +47,8 @@ export function resolveGlobals(opts: GlobalOptions): ResolvedGlobals {
  * or mint), for hints the user can paste into `dvm-wallet`.
  */
 export function walletFlags(opts: GlobalOptions, g: ResolvedGlobals, mintUrl: string): string {
-  return `--data-dir=${g.dataDir} ${opts.devnet ? `--devnet=${opts.devnet}` : `--mint=${mintUrl}`}`
+  const devnetWallet = opts.devnet && g.devnet?.mint && sameMint(g.devnet.mint, mintUrl)
+  return `--data-dir=${g.dataDir} ${devnetWallet ? `--devnet=${opts.devnet}` : `--mint=${mintUrl}`}`
 }
 
 /** Print a failure as one sentence and exit non-zero; used by every bin. */

@@ -5,6 +5,7 @@ import type { WireStream } from '../wire/stream.js'
 import type { Peer } from '../wire/peer.js'
 import type { SkillDescriptor } from '../skills/descriptor.js'
 import type { SessionFunds } from './session-funds.js'
+import { sameMintSafe } from '../payments/mint-url.js'
 
 export interface SessionOptions {
   peer: Peer
@@ -122,7 +123,7 @@ export class SessionClient extends EventEmitter {
     if (mode === 'job' && accept.chunksPerTick < Math.max(skill.pricing.chunksPerSat, this.opts.minChunksPerSat ?? 1)) {
       throw new ProviderUnsuitable('terms', `provider's job terms (${accept.chunksPerTick} chunks per sat) are worse than advertised or allowed; not paying`)
     }
-    if (!accept.mints.includes(this.opts.funds.mintUrl)) {
+    if (!accept.mints.some((m) => sameMintSafe(m, this.opts.funds.mintUrl))) {
       throw new ProviderUnsuitable('terms', `provider accepts ecash from ${accept.mints.join(', ')}; your wallet's mint is ${this.opts.funds.mintUrl}`)
     }
     this.accept = accept
@@ -190,7 +191,8 @@ export class SessionClient extends EventEmitter {
   /** Have a proof ready to send, and lock the next batch in the background before this one runs out. */
   private async ensureProofs(): Promise<void> {
     if (this.unsent.length === 0) await this.lockNext()
-    const lowWater = Math.max(2, Math.ceil(5_000 / this.accept!.tickMs))
+    // sessions keep ~5 s of ticks ready; a job pays per batch of chunks, and two proofs in hand do
+    const lowWater = this.opts.mode === 'job' ? 2 : Math.max(2, Math.ceil(5_000 / this.accept!.tickMs))
     if (this.unsent.length <= lowWater && !this.locking && this.lockedTotal < this.opts.budget) {
       this.lockNext().catch((err: Error) => this.emit('lock-error', { error: err.message }))
     }

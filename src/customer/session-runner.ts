@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type Hyperswarm from 'hyperswarm'
 import type { Identity } from '../identity/nostr-key.js'
 import type { SkillDescriptor } from '../skills/descriptor.js'
 import { startLocalProxy, type LocalProxy } from '../tunnel/local-proxy.js'
 import { TunnelRefusedError } from '../tunnel/refusal.js'
-import { connectToProvider, type ProviderLink } from './connect.js'
+import { connectToProvider, type Connection, type ProviderLink } from './connect.js'
 import { announcedKinds, discoverProviders, KindNotServedError } from './discovery.js'
 import { loadNostrCrypto } from '../nostr/events.js'
-import { sameMint } from '../payments/mint-url.js'
+import { sameMintSafe } from '../payments/mint-url.js'
 import { RelayPool } from '../nostr/relay-client.js'
 import { ProviderUnsuitable, SessionClient, type SessionSummary } from './session-client.js'
 import type { SessionFunds } from './session-funds.js'
@@ -64,7 +65,7 @@ export async function chooseFromRelays(relays: string[], kind: number, opts: Cho
       (c) =>
         (opts.providerPubkey ? true : c.available) &&
         (opts.maxPerMinute === undefined || (c.handler.pricing.perMinute ?? Infinity) <= opts.maxPerMinute) &&
-        (opts.mint === undefined || c.handler.mints.length === 0 || c.handler.mints.some((m) => sameMint(m, opts.mint!))) &&
+        (opts.mint === undefined || c.handler.mints.length === 0 || c.handler.mints.some((m) => sameMintSafe(m, opts.mint!))) &&
         !opts.exclude?.has(c.pubkey),
     )
     const best = ok[0]
@@ -78,8 +79,11 @@ export async function chooseFromRelays(relays: string[], kind: number, opts: Cho
 }
 
 export const DEFAULT_RECONNECT_MS = 60_000
-/** providers of the kind tried and passed over before dvm-session gives up */
+/** providers of the kind dvm-session tries before it gives up */
 const MAX_PASS_OVER = 3
+const AFTER_PASS_OVER_MS = 10_000
+/** between attempts to resume with a provider that answered but refused */
+const RETRY_PAUSE_MS = 2000
 
 /**
  * `dvm-session`'s work: find and verify a provider, open a paid session, keep
@@ -101,6 +105,7 @@ export class RentedSession extends EventEmitter {
    */
   private paid = pending()
   private readonly stopping = new AbortController()
+  private reconnecting = false
 
   constructor(private readonly opts: RentOptions) {
     super()
@@ -120,30 +125,17 @@ export class RentedSession extends EventEmitter {
   }
 
   async start(): Promise<void> {
-    // Without a named provider any one of the kind will do: one that refuses
-    // (busy, backend down) or whose terms are outside our limits is passed over
-    // for the next, up to MAX_PASS_OVER of them. Nothing is locked before accept.
-    const passOver = new Map<string, string>()
-    for (;;) {
-      const { swarm, link } = await this.findProvider(passOver)
-      this.swarm = swarm
-      this.link = link
-      this.emit('connected', link)
-      this.client = this.newClient(link)
-      try {
-        await this.client.open()
-        break
-      } catch (err) {
-        if (this.opts.providerPubkey || !(err instanceof ProviderUnsuitable) || passOver.size >= MAX_PASS_OVER) {
-          link.peer.close()
-          await swarm.destroy().catch(() => {})
-          throw err
-        }
-        passOver.set(link.pubkey, err.message)
-        this.emit('passed-over', { provider: link.pubkey, code: err.code, reason: err.message })
-        swarm.leavePeer(Buffer.from(link.swarmKey, 'hex'))
-        link.peer.close()
-      }
+    try {
+      await this.openWithSomeProvider()
+    } catch (err) {
+      // whatever was dialed for this start goes with it
+      await this.swarm?.destroy().catch(() => {})
+      throw err
+    }
+    // stop() while the session was opening: it has ended already, end this side too
+    if (this.closing) {
+      this.client.end('customer quit')
+      throw new Error('stopped before the session started')
     }
     this.client.on('end', (s: SessionSummary) => this.onClientEnd(s))
     this.emit('open', this.client.accept)
@@ -161,12 +153,53 @@ export class RentedSession extends EventEmitter {
           return this.client.openStream()
         },
       })
+      if (this.closing) {
+        await this.proxy.close()
+        throw new Error('stopped before the session started')
+      }
       this.emit('proxy', this.proxy)
     }
   }
 
+  /**
+   * Without a named provider any one of the kind will do: one that refuses
+   * (busy, backend down) or whose terms are outside our limits is passed over
+   * for the next, up to MAX_PASS_OVER of them. Nothing is locked before accept.
+   */
+  private async openWithSomeProvider(): Promise<void> {
+    const passOver = new Map<string, string>()
+    for (;;) {
+      let found: Connection
+      try {
+        found = await this.findProvider(passOver)
+      } catch (err) {
+        // the last refusal says more than "no other provider answered"
+        const last = [...passOver.values()].at(-1)
+        if (last && !this.closing) throw new Error(`${last}; and no other provider of kind ${this.opts.kind} answered (${(err as Error).message})`)
+        throw err
+      }
+      const { swarm, link } = found
+      this.swarm = swarm
+      this.link = link
+      this.emit('connected', link)
+      this.client = this.newClient(link)
+      try {
+        await this.client.open()
+        return
+      } catch (err) {
+        link.peer.close()
+        if (this.opts.providerPubkey || !(err instanceof ProviderUnsuitable) || passOver.size >= MAX_PASS_OVER - 1) throw err
+        passOver.set(link.pubkey, err.message)
+        this.emit('passed-over', { provider: link.pubkey, code: err.code, reason: err.message })
+        // banned, the swarm does not dial it again for the rest of this search
+        swarm.leavePeer(Buffer.from(link.swarmKey, 'hex'))
+        swarm.peers.get(link.swarmKey)?.ban(true)
+      }
+    }
+  }
+
   /** A verified provider of the kind: the named one, else the best from the relays, else the first on the topic. */
-  private async findProvider(passOver: ReadonlyMap<string, string>): Promise<{ swarm: Hyperswarm; link: ProviderLink }> {
+  private async findProvider(passOver: ReadonlyMap<string, string>): Promise<Connection> {
     const base = { identity: this.opts.identity, bootstrap: this.opts.bootstrap, kind: this.opts.kind, passOver, swarm: this.swarm, signal: this.stopping.signal }
     if (this.opts.relays?.length && !this.opts.providerSwarmKey) {
       const chosen = await chooseFromRelays(this.opts.relays, this.opts.kind, {
@@ -180,7 +213,9 @@ export class RentedSession extends EventEmitter {
         // a handler can outlive its provider (killed, no offline beat): dial briefly, then fall back to the topic;
         // but a provider that answers and says it does not serve the kind will not be on the topic either
         const found = await connectToProvider({ ...base, providerPubkey: chosen.pubkey, providerSwarmKey: chosen.swarmKey, timeoutMs: 5000 }).catch((err: unknown) => {
-          if (err instanceof KindNotServedError) throw err
+          if (err instanceof KindNotServedError && this.opts.providerPubkey) throw err
+          // a reused swarm would go on redialing it
+          this.swarm?.leavePeer(Buffer.from(chosen.swarmKey, 'hex'))
           return null
         })
         if (found) return found
@@ -190,7 +225,8 @@ export class RentedSession extends EventEmitter {
       ...base,
       providerPubkey: this.opts.providerPubkey,
       providerSwarmKey: this.opts.providerSwarmKey,
-      timeoutMs: this.opts.connectTimeoutMs,
+      // after a pass-over, another provider either answers soon or there is none
+      timeoutMs: passOver.size > 0 ? Math.min(this.opts.connectTimeoutMs ?? 30_000, AFTER_PASS_OVER_MS) : this.opts.connectTimeoutMs,
     })
   }
 
@@ -212,6 +248,8 @@ export class RentedSession extends EventEmitter {
   }
 
   private onClientEnd(summary: SessionSummary): void {
+    // a drop while reconnecting (during a resume) is the reconnect loop's to handle
+    if (this.reconnecting) return
     if (summary.providerGone && !this.closing && this.client.budgetLeft > 0 && this.reconnectMs > 0) {
       void this.reconnect(summary)
       return
@@ -219,29 +257,48 @@ export class RentedSession extends EventEmitter {
     void this.finish(summary)
   }
 
+  /** Get back to the same provider and resume the session, trying until the reconnect window closes. */
   private async reconnect(last: SessionSummary): Promise<void> {
+    this.reconnecting = true
     this.emit('reconnecting', { reason: last.reason, withinMs: this.reconnectMs })
-    this.paid = pending()
-    // A provider that stopped answering may still hold the connection open as far
-    // as the swarm can tell (a killed process sends no close): while it does, the
-    // swarm does not dial the provider again. Drop it so the next dial starts now.
-    this.link.peer.close()
+    // browser connections that arrive meanwhile wait for the next acknowledged tick
+    if (this.paid.settled) this.paid = pending()
+    const deadline = Date.now() + this.reconnectMs
+    let why = last.reason
     try {
-      const { link } = await connectToProvider({
-        identity: this.opts.identity,
-        kind: this.opts.kind,
-        providerPubkey: this.link.pubkey,
-        providerSwarmKey: this.link.swarmKey,
-        swarm: this.swarm,
-        timeoutMs: this.reconnectMs,
-        signal: this.stopping.signal,
-      })
-      if (this.closing) return void link.peer.close()
-      this.link = link
-      await this.client.resume(link.peer)
+      for (;;) {
+        const left = deadline - Date.now()
+        if (left <= 0 || this.closing) throw new Error(why)
+        // A provider that stopped answering may still hold the connection open as far
+        // as the swarm can tell (a killed process sends no close): while it does, the
+        // swarm does not dial the provider again. Drop it so the next dial starts now.
+        this.link.peer.close()
+        try {
+          const { link } = await connectToProvider({
+            identity: this.opts.identity,
+            kind: this.opts.kind,
+            providerPubkey: this.link.pubkey,
+            providerSwarmKey: this.link.swarmKey,
+            swarm: this.swarm,
+            timeoutMs: left,
+            signal: this.stopping.signal,
+          })
+          if (this.closing) return void link.peer.close()
+          this.link = link
+          // refused or dropped again: try again while the window lasts
+          await this.client.resume(link.peer)
+          break
+        } catch (err) {
+          why = (err as Error).message
+          // a provider that answers but refuses to resume is not asked again at once
+          await sleep(Math.min(RETRY_PAUSE_MS, Math.max(0, deadline - Date.now())), undefined, { signal: this.stopping.signal }).catch(() => {})
+        }
+      }
+      this.reconnecting = false
       this.client.startTicking()
-      this.emit('reconnected', { provider: link.pubkey })
+      this.emit('reconnected', { provider: this.link.pubkey })
     } catch (err) {
+      this.reconnecting = false
       void this.finish({ ...last, reason: `provider gone: ${(err as Error).message}` })
     }
   }
@@ -249,6 +306,8 @@ export class RentedSession extends EventEmitter {
   private async finish(summary: SessionSummary): Promise<void> {
     if (this.endSummary) return
     this.endSummary = summary
+    // a search still running (a reconnect that gave up on another path) stops with it
+    this.stopping.abort(new Error('the session ended'))
     this.paid.reject(sessionEnded())
     // the wallet records every acknowledged proof before anyone reads the final account
     await this.client?.flushSpent()
@@ -282,16 +341,22 @@ interface Pending {
   promise: Promise<void>
   resolve: () => void
   reject: (err: Error) => void
+  settled: boolean
 }
 
 function pending(): Pending {
-  let resolve!: () => void
-  let reject!: (err: Error) => void
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res
-    reject = rej
+  const p = { settled: false } as Pending
+  p.promise = new Promise<void>((resolve, reject) => {
+    p.resolve = () => {
+      p.settled = true
+      resolve()
+    }
+    p.reject = (err: Error) => {
+      p.settled = true
+      reject(err)
+    }
   })
   // a rejection nobody waits for (no browser asked) is not an error
-  promise.catch(() => {})
-  return { promise, resolve, reject }
+  p.promise.catch(() => {})
+  return p
 }

@@ -27,3 +27,12 @@ export function normalizeMintUrl(url: string): string {
 export function sameMint(a: string, b: string): boolean {
   return normalizeMintUrl(a) === normalizeMintUrl(b)
 }
+
+/** sameMint for a URL someone else sent (a provider's terms or handler): one that is not a mint URL matches nothing. */
+export function sameMintSafe(a: string, b: string): boolean {
+  try {
+    return sameMint(a, b)
+  } catch {
+    return false
+  }
+}

@@ -69,6 +69,8 @@ declare module 'hyperswarm' {
     dht: DHT
     keyPair: KeyPair
     connections: Set<NoiseSecretStream>
+    /** peers met or joined, by hex public key */
+    peers: Map<string, PeerInfo>
     join(topic: Buffer, opts?: { server?: boolean; client?: boolean }): Discovery
     leave(topic: Buffer): Promise<void>
     joinPeer(publicKey: Buffer): void
