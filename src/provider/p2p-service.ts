@@ -86,6 +86,8 @@ export class P2PService extends EventEmitter {
   private readonly peers = new Set<Peer>()
   private sweepTimer: NodeJS.Timeout | null = null
   private backendCheck: Promise<void> | null = null
+  /** opens waiting for the backend probe, as `customer:session`: an `end` meanwhile cancels one */
+  private readonly probing = new Set<string>()
   private stopped = false
 
   constructor(private readonly opts: P2PServiceOptions) {
@@ -177,8 +179,11 @@ export class P2PService extends EventEmitter {
     // customer locks a sat. Job sessions pay per chunk of output, and a resumed
     // session is watched by the sweep already.
     if (!backend || msg.mode !== 'session' || this.sessions.has(msg.session)) return this.openNow(peer, msg)
+    const key = `${peer.remotePubkey}:${msg.session}`
+    this.probing.add(key)
     void backend.check().then((state) => {
-      if (peer.isClosed) return
+      // the customer gave up (sent `end`) while we looked
+      if (!this.probing.delete(key) || peer.isClosed) return
       if (state.up || this.sessions.has(msg.session)) return this.openNow(peer, msg)
       const reason = `the provider's backend is not answering (${state.error}), so no session was opened and nothing was paid; try again later or choose another provider`
       peer.send({ type: 'refuse', session: msg.session, code: 'backend-down', reason })
@@ -331,6 +336,7 @@ export class P2PService extends EventEmitter {
   }
 
   endSession(id: string, reason: string, by?: Peer): void {
+    if (by) this.probing.delete(`${by.remotePubkey}:${id}`)
     const entry = this.sessions.get(id)
     if (!entry || (by && entry.session.terms.customer !== by.remotePubkey)) return
     entry.session.ended = true
