@@ -12,6 +12,9 @@ import type { ControlMessage } from '../src/wire/protocol.js'
 import type { Provider } from '../src/provider/provider.js'
 import { request } from './fixtures/tunnel-harness.js'
 import { freePort } from '../src/devnet/ports.js'
+import { discoverProviders } from '../src/customer/discovery.js'
+import { loadNostrCrypto } from '../src/nostr/events.js'
+import { RelayPool } from '../src/nostr/relay-client.js'
 
 /**
  * A provider whose tunnel backend does not answer must not take money for it:
@@ -73,6 +76,10 @@ describe('backend down', () => {
     // nothing spent, nothing locked to the provider
     expect(await c.wallet.balance()).toMatchObject({ balance: 20, locked: 0 })
     await first.stop()
+    // dvm-session says the same, with the refusal's code for scripts
+    const cli = procs.spawn(process.execPath, tsArgs('bin/dvm-session.ts', `--devnet=${devnetDir()}`, `--data-dir=${c.dataDir}`, '--json', '--no-proxy', '--budget=5', `--provider=${provider.opts.identity.pubkey}`), { timeoutMs: 30_000 })
+    expect((await cli.exited).code).toBe(1)
+    expect(JSON.parse(cli.stdout.trim().split('\n').at(-1)!)).toMatchObject({ type: 'error', code: 'backend-down' })
 
     const backend = await serveOn(port)
     agents.defer(() => backend.close())
@@ -134,4 +141,19 @@ describe('backend down', () => {
     expect(proc.running).toBe(true)
     expect(human.running).toBe(true)
   }, 30_000)
+
+  it('its heartbeat offers no free slot while the backend is down, and slots again once it answers', async () => {
+    agents = new Agents(devnet())
+    const port = await freePort()
+    const kind = 5967
+    const provider = await agents.provider({ kinds: [kind], backend: `http://127.0.0.1:${port}`, relays: devnet().relays, heartbeatMs: 1000 })
+    const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays: devnet().relays })
+    agents.defer(async () => pool.close())
+    const mine = async () => (await discoverProviders(pool, kind, { timeoutMs: 2000 })).find((c) => c.pubkey === provider.opts.identity.pubkey)
+    await until(async () => (await mine())?.heartbeat !== undefined, 'a heartbeat on the relay')
+    expect(await mine()).toMatchObject({ available: false, heartbeat: { free: 0 } })
+    const backend = await serveOn(port)
+    agents.defer(() => backend.close())
+    await until(async () => (await mine())?.available === true, 'a heartbeat with free slots', 15_000, 300)
+  })
 })

@@ -54,7 +54,9 @@ export function walletFlags(opts: GlobalOptions, g: ResolvedGlobals, mintUrl: st
 /** Print a failure as one sentence and exit non-zero; used by every bin. */
 export function fail(name: string, err: unknown, json = false): never {
   const message = err instanceof Error ? err.message : String(err)
-  if (json) process.stdout.write(JSON.stringify({ type: 'error', error: message }) + '\n')
+  // a machine-readable reason where the error has one (a provider's refusal code, ECONNREFUSED…)
+  const code = (err as { code?: unknown } | null)?.code
+  if (json) process.stdout.write(JSON.stringify({ type: 'error', error: message, ...(typeof code === 'string' ? { code } : {}) }) + '\n')
   process.stderr.write(`${name}: ${message}\n`)
   process.exit(1)
 }

@@ -188,7 +188,20 @@ export class Provider extends EventEmitter {
       () => {},
     )
     await this.p2p.start()
+    // the first heartbeat already tells whether sessions can be served (bounded: one connect, ≤ 1 s)
+    await this.backendProbe?.check()
     if (this.opts.relays?.length) await this.startRelays(this.opts.relays)
+  }
+
+  /**
+   * Free session slots for the heartbeat: none while the backend does not
+   * answer, so customers choosing from the relays skip this provider. Asks
+   * again for the next heartbeat (the probe's cache makes that one connect).
+   */
+  private freeForHeartbeat(): number {
+    if (!this.backendProbe) return this.p2p.freeCapacity
+    void this.backendProbe.check()
+    return this.backendProbe.state?.up === false ? 0 : this.p2p.freeCapacity
   }
 
   /**
@@ -236,7 +249,7 @@ export class Provider extends EventEmitter {
         swarmKey: this.swarmPublicKey,
       })),
       profile: { name, about, bot: true },
-      capacity: () => ({ free: this.p2p.freeCapacity, max: this.opts.maxSessions ?? 100 }),
+      capacity: () => ({ free: this.freeForHeartbeat(), max: this.opts.maxSessions ?? 100 }),
       intervalMs: this.opts.heartbeatMs ?? 60_000,
       onError: (what, reason) => log(`could not publish ${what}: ${reason}`),
     })
