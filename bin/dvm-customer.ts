@@ -60,7 +60,7 @@ const program = addGlobalOptions(
     .addOption(new Option('--timeout <seconds>', 'give up (and cancel the job) after this long').default('120'))
     .addOption(new Option('--via <transport>', 'relay: NIP-90 over Nostr relays; p2p: over Hyperswarm').choices(['relay', 'p2p']).default('relay'))
     .addOption(new Option('--budget <sats>', 'p2p: the most this job may cost, paid per chunk as output arrives').default('50'))
-    .addOption(new Option('--lock-seconds <s>', 'p2p: locktime of proofs locked to the provider; unsent ones come back after it').default('1200'))
+    .addOption(new Option('--lock-seconds <s>', 'p2p: locktime of proofs locked to the provider (raised to its minimum, 16 min by default); unsent ones come back after it').default('1200'))
     .addOption(new Option('--max-price <sats>', 'p2p: refuse providers asking more than this per 100 chunks of output'))
     .addOption(new Option('--no-discover', 'without --provider, publish an open request instead of looking up providers (NIP-89)')),
 ).addHelpText('after', `

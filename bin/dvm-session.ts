@@ -41,7 +41,7 @@ const program = addGlobalOptions(
     .addOption(new Option('--duration <seconds>', 'end the session after this long'))
     .addOption(new Option('--mint <url>', "the wallet's mint (default: the devnet's, then $DVM_MINT, then the one mint this data dir has a wallet at)"))
     .addOption(new Option('--reconnect <seconds>', 'if the provider goes away, keep trying to reach it this long before ending the session (0 = end at once)').default('60'))
-    .addOption(new Option('--lock-seconds <s>', 'locktime of proofs locked to the provider').default('1200'))
+    .addOption(new Option('--lock-seconds <s>', 'locktime of proofs locked to the provider (raised to its minimum, 16 min by default)').default('1200'))
     .addOption(new Option('--relay <url>', 'choose the provider from NIP-89 handlers on these relays (repeatable; default: the devnet relay, then $DVM_RELAYS, then public relays)').argParser(collect).default([])),
 )
 

@@ -38,11 +38,13 @@ describe('streaming P2P jobs paid per chunk', () => {
     expect(r.output).toBe(words(10))
     expect(seen.length).toBe(10) // arrived piece by piece
     expect(r.paid).toBe(Math.ceil(10 / 3))
-    // a budget far above the cost is not locked all at once: one batch of 10, the rest stays spendable
-    const summary = client.end('done')
-    expect(summary.lockedUnsent).toBe(10 - 4)
-    await client.flushSpent()
-    expect(await c.wallet.balance()).toMatchObject({ balance: 20 - 10, locked: 10 - 4 })
+    // a budget far above the cost is not locked at once: proofs are locked 2, 2, 4… as the job
+    // goes, so at most 4 of the 20 stay locked after a 4-sat job, and the rest is spendable
+    client.end('done')
+    await client.settle() // a lock swap started in the background ends before we count
+    const summary = client.summary()
+    expect(summary.lockedUnsent).toBeLessThanOrEqual(4)
+    expect(await c.wallet.balance()).toMatchObject({ balance: 20 - 4 - summary.lockedUnsent, locked: summary.lockedUnsent })
     await until(async () => (await provider.wallet.balance()).balance === 4, 'provider redeemed 4')
   })
 

@@ -61,7 +61,7 @@ async function rentedBackendSession(reconnectMs?: number) {
   agents.defer(() => rented.stop())
   const seen: string[] = []
   for (const ev of ['reconnecting', 'reconnected', 'end']) rented.on(ev, () => seen.push(ev))
-  return { proc, startProvider, rented, seen }
+  return { proc, startProvider, rented, seen, wallet: c.wallet }
 }
 
 describe('faults', () => {
@@ -95,7 +95,7 @@ describe('faults', () => {
     agents = new Agents(devnet())
     // Well under the ~15 s a connection to a killed process takes to time out:
     // the session has to drop it itself to dial the restarted provider in time.
-    const { proc: first, startProvider, rented, seen } = await rentedBackendSession(6_000)
+    const { proc: first, startProvider, rented, seen, wallet } = await rentedBackendSession(6_000)
     let proc = first
     await rented.start()
     const base = rented.proxy!.url.replace(/\/$/, '')
@@ -126,6 +126,9 @@ describe('faults', () => {
     const summary = await rented.stop()
     expect(summary.reason).toBe('customer quit')
     expect(summary.providerGone).toBe(false)
+    // what the session says is still locked is what the wallet holds locked: ticks acknowledged
+    // before the crash count as paid although the restarted provider counts anew
+    expect((await wallet.balance()).locked).toBe(summary.lockedUnsent)
     await proc.stop()
   }, 120_000)
 

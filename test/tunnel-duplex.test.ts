@@ -191,3 +191,27 @@ describe('gateway on a bare Duplex', () => {
     expect(mk('not a url')).toThrow(/not a URL/)
   })
 })
+
+describe('local proxy when the provider side breaks', () => {
+  it('a stream that breaks before any answer gets a 503 saying so, not an empty reply', async () => {
+    const { startLocalProxy } = await import('../src/tunnel/local-proxy.js')
+    const proxy = await startLocalProxy({
+      port: 0,
+      logger: silentLogger,
+      openStream: async () => {
+        const [near, far] = memoryDuplexPair()
+        // the provider's end reads the request, then its connection drops
+        far.on('error', () => {})
+        far.once('data', () => setTimeout(() => far.destroy(new Error('connection to the provider lost')), 20))
+        return near
+      },
+    })
+    try {
+      const res = await request(`${proxy.url}page`, { agent: false })
+      expect(res.status).toBe(503)
+      expect(res.body.toString()).toMatch(/the connection to the provider broke before it answered; .*reload in a moment/)
+    } finally {
+      await proxy.close()
+    }
+  })
+})

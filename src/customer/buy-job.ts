@@ -64,7 +64,7 @@ export async function buyP2PJob(opts: BuyJobOptions, validator = new SkillValida
     })
     client.end(`job ${result.status}`)
     // let the provider see the end (so it redeems now) before the swarm goes
-    await Promise.all([client.flushSpent(), link.peer.end()])
+    await Promise.all([client.settle(), link.peer.end()])
     return result
   } finally {
     await swarm.destroy().catch(() => {})

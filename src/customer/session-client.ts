@@ -163,9 +163,11 @@ export class SessionClient extends EventEmitter {
     // A session's first swap takes a whole budget of up to MAX_BATCH at once (one mint
     // round trip for a short session); a bigger budget starts with a small swap so the
     // first tick is quick. A job's length is unknown and its budget often far above its
-    // cost: it locks a batch at a time, so what it leaves locked until the locktime stays small.
-    const first = this.opts.mode === 'job' ? base : this.opts.budget <= MAX_BATCH ? this.opts.budget : Math.min(base, FIRST_BATCH)
-    let size = this.lockedTotal === 0 ? first : base
+    // cost: it starts with two proofs and doubles what it has locked as it goes (up to a
+    // batch), so a small job leaves a sat or two locked until the locktime, not a batch.
+    let size: number
+    if (this.opts.mode === 'job') size = Math.min(base, Math.max(JOB_FIRST_BATCH, this.lockedTotal))
+    else size = this.lockedTotal === 0 ? (this.opts.budget <= MAX_BATCH ? this.opts.budget : Math.min(base, FIRST_BATCH)) : base
     if (this.opts.expectedMs) size = Math.min(size, Math.ceil(this.opts.expectedMs / accept.tickMs) + 1 - this.lockedTotal)
     // with proofs all sent and budget left, lock at least one whatever the estimate said
     return Math.min(remaining, Math.max(size, this.unsent.length === 0 ? 1 : 0))
@@ -191,8 +193,8 @@ export class SessionClient extends EventEmitter {
   /** Have a proof ready to send, and lock the next batch in the background before this one runs out. */
   private async ensureProofs(): Promise<void> {
     if (this.unsent.length === 0) await this.lockNext()
-    // sessions keep ~5 s of ticks ready; a job pays per batch of chunks, and two proofs in hand do
-    const lowWater = this.opts.mode === 'job' ? 2 : Math.max(2, Math.ceil(5_000 / this.accept!.tickMs))
+    // sessions keep ~5 s of ticks ready; a job pays per batch of chunks and locks more when down to its last proof
+    const lowWater = this.opts.mode === 'job' ? 1 : Math.max(2, Math.ceil(5_000 / this.accept!.tickMs))
     if (this.unsent.length <= lowWater && !this.locking && this.lockedTotal < this.opts.budget) {
       this.lockNext().catch((err: Error) => this.emit('lock-error', { error: err.message }))
     }
@@ -223,14 +225,18 @@ export class SessionClient extends EventEmitter {
         const p = this.inflight.shift()
         if (!p) return
         clearTimeout(p.timer)
-        this.spent = m.paid
+        // Counted here, not taken from the ack's `paid`: a provider that restarted
+        // and resumed the session counts from zero again, but what we paid before stays paid.
+        this.spent += p.proof.amount
         this.paidUntil = m.paidUntil
         this.queueSpent(p.proof)
-        this.emit('ack', { paid: m.paid, paidUntil: m.paidUntil })
+        this.emit('ack', { paid: this.spent, paidUntil: m.paidUntil })
         p.resolve(true)
         return
       }
       case 'refuse': {
+        // with no tick in flight it answers our open, which open() reports
+        if (this.inflight.length === 0) return
         const p = this.inflight.shift()
         this.emit('refuse', { code: m.code, reason: m.reason })
         if (p) {
@@ -262,6 +268,16 @@ export class SessionClient extends EventEmitter {
   }
 
   private spentWrites: Promise<void> = Promise.resolve()
+
+  /**
+   * Resolves when no wallet work of this session is running: a lock swap
+   * started in the background and the writes of acknowledged proofs. A CLI
+   * awaits it before exiting, so the wallet is never left mid-swap.
+   */
+  async settle(): Promise<void> {
+    await this.locking?.catch(() => {})
+    await this.flushSpent()
+  }
 
   /**
    * Write what is queued; resolves when every write queued so far is done,
@@ -353,6 +369,8 @@ export class SessionClient extends EventEmitter {
 
 /** proofs in the first swap of a session: enough to start, quick to make */
 const FIRST_BATCH = 8
+/** proofs in a job's first swap: the sat paid up front and one more */
+const JOB_FIRST_BATCH = 2
 const MAX_BATCH = 100
 
 function defaultBatch(accept: MessageOf<'accept'>, mode: 'session' | 'job'): number {

@@ -120,6 +120,10 @@ export class RentedSession extends EventEmitter {
     return this.opts.reconnectMs ?? DEFAULT_RECONNECT_MS
   }
 
+  private get afterPassOverMs(): number {
+    return Math.min(this.opts.connectTimeoutMs ?? 30_000, AFTER_PASS_OVER_MS)
+  }
+
   get skill(): SkillDescriptor {
     return this.link.skill
   }
@@ -173,9 +177,11 @@ export class RentedSession extends EventEmitter {
       try {
         found = await this.findProvider(passOver)
       } catch (err) {
-        // the last refusal says more than "no other provider answered"
-        const last = [...passOver.values()].at(-1)
-        if (last && !this.closing) throw new Error(`${last}; and no other provider of kind ${this.opts.kind} answered (${(err as Error).message})`)
+        // the providers passed over say more than "no other provider answered"
+        if (passOver.size > 0 && !this.closing) {
+          const waited = Math.round(this.afterPassOverMs / 1000)
+          throw new Error(`no provider of kind ${this.opts.kind} would do: passed over ${passOver.size} (${[...passOver.values()].join('; ')}), and no other answered within ${waited} s`)
+        }
         throw err
       }
       const { swarm, link } = found
@@ -226,7 +232,7 @@ export class RentedSession extends EventEmitter {
       providerPubkey: this.opts.providerPubkey,
       providerSwarmKey: this.opts.providerSwarmKey,
       // after a pass-over, another provider either answers soon or there is none
-      timeoutMs: passOver.size > 0 ? Math.min(this.opts.connectTimeoutMs ?? 30_000, AFTER_PASS_OVER_MS) : this.opts.connectTimeoutMs,
+      timeoutMs: passOver.size > 0 ? this.afterPassOverMs : this.opts.connectTimeoutMs,
     })
   }
 
@@ -309,8 +315,10 @@ export class RentedSession extends EventEmitter {
     // a search still running (a reconnect that gave up on another path) stops with it
     this.stopping.abort(new Error('the session ended'))
     this.paid.reject(sessionEnded())
-    // the wallet records every acknowledged proof before anyone reads the final account
-    await this.client?.flushSpent()
+    // the wallet records every acknowledged proof, and finishes any lock swap, before anyone reads the final account
+    await this.client?.settle()
+    // a lock swap that finished after the end adds to what comes back after the locktime
+    if (this.client && summary.session === this.client.id) this.endSummary = summary = this.client.summary(summary.reason, summary.providerGone)
     await this.proxy?.close()
     // let the provider read our `end` (so it logs why and redeems now) before the swarm goes
     await this.link?.peer.end()

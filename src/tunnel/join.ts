@@ -9,8 +9,10 @@ import { abortStream } from './abort.js'
  * destroys both: a half-broken tunnel must not linger.
  *
  * @param onClose called once, when both directions are done or one failed.
+ * @param rescueA on the first failure: return true to take `a` over (answer
+ *   it yourself) instead of having it cut.
  */
-export function joinStreams(a: Duplex, b: Duplex, onClose?: (err?: Error) => void): void {
+export function joinStreams(a: Duplex, b: Duplex, onClose?: (err?: Error) => void, rescueA?: (err: Error) => boolean): void {
   // pipeline() removes its listeners once a direction is done; a reset that
   // arrives after that must not become an uncaught 'error' that kills the
   // process. Failures while piping still reach `done` through pipeline.
@@ -18,16 +20,18 @@ export function joinStreams(a: Duplex, b: Duplex, onClose?: (err?: Error) => voi
   b.on('error', ignore)
   let pending = 2
   let failed: Error | undefined
+  let rescued = false
   const done = (err?: Error | null): void => {
     if (err && !failed) {
       failed = err
-      abortStream(a)
+      rescued = rescueA?.(err) ?? false
+      if (!rescued) abortStream(a)
       abortStream(b)
     }
     if (--pending === 0) {
       // Both directions finished: nothing more can flow, release both ends
       // even when the streams do not auto-destroy (allowHalfOpen duplexes).
-      a.destroy()
+      if (!rescued) a.destroy()
       b.destroy()
       onClose?.(failed)
     }

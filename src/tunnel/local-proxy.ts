@@ -50,6 +50,11 @@ export const DEFAULT_LOCAL_HOST = '127.0.0.1'
 
 /** How much of a refused request we read to find its Accept header. */
 const MAX_HEAD_PEEK = 16 * 1024
+const CONNECTION_LOST: Refusal = {
+  status: 503,
+  code: 'provider_connection_lost',
+  message: 'the connection to the provider broke before it answered; dvm-session reconnects by itself, so reload in a moment',
+}
 /** After a refusal, how long we drain the rest of the request before cutting it. */
 const REFUSAL_LINGER_MS = 2_000
 
@@ -124,7 +129,19 @@ export async function startLocalProxy(options: LocalProxyOptions): Promise<Local
       stream.destroy()
       return
     }
-    joinStreams(socket, stream)
+    // The provider's side broke before it answered (its connection dropped,
+    // say): tell the browser so, rather than an empty reply it cannot explain.
+    // Registered before joinStreams, so this runs before the pipe cuts the socket.
+    let explained = false
+    const brokeBeforeAnswer = (): void => {
+      if (explained || socket.destroyed || socket.bytesWritten > 0) return
+      explained = true
+      writeRawRefusal(socket, CONNECTION_LOST, undefined)
+    }
+    stream.once('error', brokeBeforeAnswer)
+    stream.once('close', brokeBeforeAnswer)
+    // an explained socket is ended cleanly, not reset (a reset could drop the answer)
+    joinStreams(socket, stream, undefined, () => explained)
   }
 
   await new Promise<void>((resolve, reject) => {
