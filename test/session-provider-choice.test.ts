@@ -119,4 +119,15 @@ describe('passing over providers', () => {
     expect(after).toEqual([])
     expect(await c.wallet.balance()).toMatchObject({ balance: 10, locked: 0 })
   })
+
+  it('a named provider that announced it went offline: the error says so, after dialing it only', async () => {
+    agents = new Agents(devnet())
+    const p = await agents.provider({ kinds: [5966], relays: devnet().relays })
+    await p.stop() // publishes its offline heartbeat
+    const c = await agents.customer(5)
+    const rented = new RentedSession({ identity: c.identity, funds: walletFunds(c.wallet, devnet().mint, c.refundKey), kind: 5966, budget: 5, bootstrap: devnet().bootstrap, port: null, providerPubkey: p.opts.identity.pubkey, relays: devnet().relays, connectTimeoutMs: 4000 })
+    agents.defer(() => rented.stop())
+    await expect(rented.start()).rejects.toThrow(/did not answer within 4 s; is it running, and on this network\?; its last heartbeat, at .*, said it went offline/)
+    expect((await c.wallet.balance()).balance).toBe(5)
+  })
 })

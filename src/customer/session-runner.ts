@@ -9,6 +9,7 @@ import { connectToProvider, type Connection, type ProviderLink } from './connect
 import { announcedKinds, discoverProviders, KindNotServedError } from './discovery.js'
 import { loadNostrCrypto } from '../nostr/events.js'
 import { sameMintSafe } from '../payments/mint-url.js'
+import { localTime } from '../util/local-time.js'
 import { RelayPool } from '../nostr/relay-client.js'
 import { ProviderUnsuitable, SessionClient, type SessionSummary } from './session-client.js'
 import type { SessionFunds } from './session-funds.js'
@@ -52,7 +53,14 @@ export interface ChooseOptions {
   timeoutMs?: number
 }
 
-export async function chooseFromRelays(relays: string[], kind: number, opts: ChooseOptions = {}): Promise<{ pubkey: string; swarmKey: string } | null> {
+export interface Chosen {
+  pubkey: string
+  swarmKey: string
+  /** when its newest heartbeat says it went offline (unix s) */
+  offlineSince?: number
+}
+
+export async function chooseFromRelays(relays: string[], kind: number, opts: ChooseOptions = {}): Promise<Chosen | null> {
   const timeoutMs = opts.timeoutMs ?? 3000
   const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays, connectTimeoutMs: timeoutMs })
   try {
@@ -69,7 +77,9 @@ export async function chooseFromRelays(relays: string[], kind: number, opts: Cho
         !opts.exclude?.has(c.pubkey),
     )
     const best = ok[0]
-    return best ? { pubkey: best.pubkey, swarmKey: best.handler.swarmKey } : null
+    if (!best) return null
+    const offline = best.heartbeat?.status === 'offline' ? { offlineSince: best.heartbeat.createdAt } : {}
+    return { pubkey: best.pubkey, swarmKey: best.handler.swarmKey, ...offline }
   } catch (err) {
     if (err instanceof KindNotServedError) throw err
     return null
@@ -216,10 +226,16 @@ export class RentedSession extends EventEmitter {
       })
       if (chosen) {
         this.emit('chosen', chosen)
-        // a handler can outlive its provider (killed, no offline beat): dial briefly, then fall back to the topic;
-        // but a provider that answers and says it does not serve the kind will not be on the topic either
-        const found = await connectToProvider({ ...base, providerPubkey: chosen.pubkey, providerSwarmKey: chosen.swarmKey, timeoutMs: 5000 }).catch((err: unknown) => {
-          if (err instanceof KindNotServedError && this.opts.providerPubkey) throw err
+        // A handler can outlive its provider (killed, no offline beat): dial briefly, then fall back to the topic;
+        // but a provider that answers and says it does not serve the kind will not be on the topic either.
+        // The one provider the user named is dialed directly for the whole wait: its swarm key does not change.
+        const named = this.opts.providerPubkey !== undefined
+        const found = await connectToProvider({ ...base, providerPubkey: chosen.pubkey, providerSwarmKey: chosen.swarmKey, timeoutMs: named ? this.opts.connectTimeoutMs : 5000 }).catch((err: unknown) => {
+          if (err instanceof KindNotServedError && named) throw err
+          if (named && !this.closing) {
+            const offline = chosen.offlineSince ? `; its last heartbeat, at ${localTime(chosen.offlineSince)}, said it went offline` : ''
+            throw new Error(`${(err as Error).message}${offline}`)
+          }
           // a reused swarm would go on redialing it
           this.swarm?.leavePeer(Buffer.from(chosen.swarmKey, 'hex'))
           return null
