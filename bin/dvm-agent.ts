@@ -130,7 +130,7 @@ program.action(async (flags: AgentFlags) => {
   out.attach(provider)
   out.ready(provider)
   // a backend that is down now may be started later: warn, and keep serving
-  const backend = await provider.checkBackend()
+  const backend = await provider.backendProbe?.check()
   if (backend && !backend.up) out.backendDown(provider.gateway!.origin, backend.error)
 
   let stopping = false

@@ -7,11 +7,11 @@ import { addGlobalOptions, createProgram, fail, resolveGlobals, type GlobalOptio
 import { TokenAlreadyTaken, Wallet } from '../src/payments/wallet.js'
 import { loadOrCreatePaymentKey } from '../src/payments/payment-key.js'
 import { reclaimExpiredLocks } from '../src/customer/wallet-funds.js'
-import { listWalletMints } from '../src/payments/proof-store.js'
-import { decodeToken, normalizeMintUrl, sameMint } from '../src/payments/token.js'
+import { decodeToken, sameMint } from '../src/payments/token.js'
 import { existsSync } from 'node:fs'
 import { collect } from '../src/cli/collect.js'
-import { chooseRelays } from '../src/cli/network.js'
+import { chooseRelays, chooseWalletMint } from '../src/cli/network.js'
+import type { DevnetConfig } from '../src/config/devnet-config.js'
 import { findRefunds } from '../src/customer/refund-claims.js'
 import { identityFile, loadOrCreateIdentity } from '../src/identity/nostr-key.js'
 import { loadNostrCrypto } from '../src/nostr/events.js'
@@ -50,19 +50,12 @@ Global options may stand before or after the subcommand. Examples:
  * DVM_DEVNET), then DVM_MINT, then the single mint this data dir already has a
  * wallet for.
  */
-async function resolveMint(opts: WalletGlobals, dataDir: string, devnetMint: string | undefined, hint?: string): Promise<string> {
-  const source = program.getOptionValueSource('mint')
-  if (opts.mint && source === 'cli') return normalizeMintUrl(opts.mint)
-  if (devnetMint) return normalizeMintUrl(devnetMint)
-  if (opts.mint) return normalizeMintUrl(opts.mint)
-  const known = await listWalletMints(dataDir)
-  if (known.length === 1) return known[0]!
-  const suggestion = hint ? ` (this token is from ${hint}: add --mint ${hint})` : ''
-  throw new Error(
-    known.length === 0
-      ? `no mint chosen: pass --mint <url>, set DVM_MINT, or use --devnet <dir>${suggestion}`
-      : `this data dir has wallets for ${known.length} mints (${known.join(', ')}); choose one with --mint <url>${suggestion}`,
-  )
+async function resolveMint(opts: WalletGlobals, dataDir: string, devnet: DevnetConfig | undefined, hint?: string): Promise<string> {
+  // commander fills --mint from DVM_MINT too; only a typed --mint goes before the devnet's
+  const flag = program.getOptionValueSource('mint') === 'cli' ? opts.mint : undefined
+  return chooseWalletMint({ flag, devnet, dataDir }).catch((err: Error) => {
+    throw hint ? new Error(`${err.message} (this token is from ${hint}: add --mint ${hint})`) : err
+  })
 }
 
 interface Context {
@@ -75,7 +68,7 @@ async function open(cmd: Command, hint?: string): Promise<Context> {
   const opts = cmd.optsWithGlobals<WalletGlobals>()
   const globals = resolveGlobals(opts)
   const json = globals.json
-  const mintUrl = await resolveMint(opts, globals.dataDir, globals.devnet?.mint || undefined, hint)
+  const mintUrl = await resolveMint(opts, globals.dataDir, globals.devnet, hint)
   // Recovery notes and progress go to stderr so stdout stays machine-readable.
   const wallet = new Wallet({ dataDir: globals.dataDir, mintUrl, log: (m) => process.stderr.write(`${NAME}: ${m}\n`) })
   await wallet.load()

@@ -23,6 +23,11 @@ function agentCli(dataDir: string, ...extra: string[]) {
   return procs.spawn(process.execPath, tsArgs('bin/dvm-agent.ts', '--kind=5100', `--devnet=${devnetDir()}`, `--data-dir=${dataDir}`, '--json', '--price-per-minute=600', '--grace=2', ...extra), { timeoutMs: 90_000 })
 }
 
+/** dvm-session without a proxy, 15 sats of budget, renting `npub`. */
+function sessionCli(dataDir: string, npub: string, ...extra: string[]) {
+  return procs.spawn(process.execPath, tsArgs('bin/dvm-session.ts', '--kind=5100', `--devnet=${devnetDir()}`, `--data-dir=${dataDir}`, '--json', '--no-proxy', '--budget=15', `--provider=${npub}`, ...extra), { timeoutMs: 60_000 })
+}
+
 async function walletBalance(dataDir: string, mintUrl = devnet().mint): Promise<number> {
   const w = new Wallet({ dataDir, mintUrl })
   await w.load()
@@ -168,11 +173,7 @@ describe('faults', () => {
     const cdir = await agents.dir('dvm-customer-')
     const customer = await agents.customer(20, cdir)
     const ended = once(provider.p2p, 'session-end')
-    const proc = procs.spawn(
-      process.execPath,
-      tsArgs('bin/dvm-session.ts', '--kind=5100', `--devnet=${devnetDir()}`, `--data-dir=${cdir}`, '--json', '--no-proxy', '--budget=15', '--duration=2', `--provider=${provider.opts.identity.npub}`),
-      { timeoutMs: 60_000 },
-    )
+    const proc = sessionCli(cdir, provider.opts.identity.npub, '--duration=2')
     expect((await proc.exited).code, proc.output()).toBe(0)
     const last = JSON.parse(proc.stdout.trim().split('\n').at(-1)!) as { type: string; spent: number; lockedUnsent: number }
     expect(last.type).toBe('end')
@@ -190,11 +191,7 @@ describe('faults', () => {
     const cdir = await agents.dir('dvm-customer-')
     const customer = await agents.customer(20, cdir)
     const ended = once(provider.p2p, 'session-end')
-    const proc = procs.spawn(
-      process.execPath,
-      tsArgs('bin/dvm-session.ts', '--kind=5100', `--devnet=${devnetDir()}`, `--data-dir=${cdir}`, '--json', '--no-proxy', '--budget=15', `--provider=${provider.opts.identity.npub}`),
-      { timeoutMs: 60_000 },
-    )
+    const proc = sessionCli(cdir, provider.opts.identity.npub)
     await proc.waitFor(/"type":"ack","paid":4/, 30_000)
     proc.signal('SIGKILL')
     const [end] = (await ended) as [{ reason: string; paid: number }]

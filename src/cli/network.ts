@@ -33,7 +33,7 @@ export interface MintChoice {
  * the data dir remembers it, and commands use it without being told again.
  */
 export async function chooseWalletMint(c: MintChoice): Promise<string> {
-  const given = c.flag ?? c.devnet?.mint ?? (c.env ?? process.env).DVM_MINT
+  const given = c.flag || c.devnet?.mint || (c.env ?? process.env).DVM_MINT
   if (given) return normalizeMintUrl(given)
   const known = await listWalletMints(c.dataDir)
   if (known.length === 1) return known[0]!

@@ -1,7 +1,8 @@
-import { nowSeconds } from '../nostr/events.js'
+import { loadNostrCrypto, nowSeconds } from '../nostr/events.js'
 import { HEARTBEAT_IDENTIFIER, HEARTBEAT_KIND, isAvailable, parseHeartbeat, type Heartbeat } from '../nostr/heartbeat.js'
 import { HANDLER_KIND, parseHandler, type Handler } from '../nostr/nip89.js'
-import type { RelayPool } from '../nostr/relay-client.js'
+import { RelayPool } from '../nostr/relay-client.js'
+import { sameMintSafe } from '../payments/mint-url.js'
 import { isJobRequestKind } from '../nostr/nip90.js'
 
 /**
@@ -103,4 +104,56 @@ export class KindNotServedError extends Error {
 /** Enough of a hex key to recognise it in a message. */
 export function shortKey(hex: string): string {
   return `${hex.slice(0, 8)}…`
+}
+
+export interface ChooseOptions {
+  providerPubkey?: string
+  maxPerMinute?: number
+  /** only providers whose handler lists this mint (the customer's wallet) */
+  mint?: string
+  /** providers already passed over */
+  exclude?: ReadonlyMap<string, string>
+  timeoutMs?: number
+}
+
+export interface Chosen {
+  pubkey: string
+  swarmKey: string
+  /** when its newest heartbeat says it went offline (unix s) */
+  offlineSince?: number
+}
+
+/**
+ * Pick a provider from the relays: the best available NIP-89 handler for the
+ * kind (online, free capacity, within the price limit). Its swarm key lets us
+ * dial it directly. Null when the relays have none or cannot be reached.
+ * Throws KindNotServedError when the named provider announces only other
+ * kinds: it will not be on this kind's topic, so looking there is pointless.
+ */
+export async function chooseFromRelays(relays: string[], kind: number, opts: ChooseOptions = {}): Promise<Chosen | null> {
+  const timeoutMs = opts.timeoutMs ?? 3000
+  const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays, connectTimeoutMs: timeoutMs })
+  try {
+    const found = await discoverProviders(pool, kind, { timeoutMs, ...(opts.providerPubkey ? { authors: [opts.providerPubkey] } : {}) })
+    if (opts.providerPubkey && found.length === 0) {
+      const kinds = (await announcedKinds(pool, [opts.providerPubkey], timeoutMs)).get(opts.providerPubkey)
+      if (kinds && !kinds.includes(kind)) throw new KindNotServedError(opts.providerPubkey, kinds, kind)
+    }
+    const ok = found.filter(
+      (c) =>
+        (opts.providerPubkey ? true : c.available) &&
+        (opts.maxPerMinute === undefined || (c.handler.pricing.perMinute ?? Infinity) <= opts.maxPerMinute) &&
+        (opts.mint === undefined || c.handler.mints.length === 0 || c.handler.mints.some((m) => sameMintSafe(m, opts.mint!))) &&
+        !opts.exclude?.has(c.pubkey),
+    )
+    const best = ok[0]
+    if (!best) return null
+    const offline = best.heartbeat?.status === 'offline' ? { offlineSince: best.heartbeat.createdAt } : {}
+    return { pubkey: best.pubkey, swarmKey: best.handler.swarmKey, ...offline }
+  } catch (err) {
+    if (err instanceof KindNotServedError) throw err
+    return null
+  } finally {
+    pool.close()
+  }
 }

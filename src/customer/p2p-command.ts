@@ -3,7 +3,7 @@ import { loadOrCreatePaymentKey } from '../payments/payment-key.js'
 import { Wallet } from '../payments/wallet.js'
 import type { JobInput } from '../processors/types.js'
 import { buyP2PJob } from './buy-job.js'
-import { chooseFromRelays } from './session-runner.js'
+import { chooseFromRelays } from './discovery.js'
 import { emptyWalletError, reclaimExpiredLocks, walletFunds } from './wallet-funds.js'
 
 export interface P2PCommandOptions {

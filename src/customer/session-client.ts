@@ -236,15 +236,13 @@ export class SessionClient extends EventEmitter {
       }
       case 'refuse': {
         // with no tick in flight it answers our open, which open() reports
-        if (this.inflight.length === 0) return
         const p = this.inflight.shift()
+        if (!p) return
         this.emit('refuse', { code: m.code, reason: m.reason })
-        if (p) {
-          clearTimeout(p.timer)
-          // not spent: it stays ours, reclaimable after its locktime
-          this.sent -= 1
-          p.resolve(false)
-        }
+        clearTimeout(p.timer)
+        // not spent: it stays ours, reclaimable after its locktime
+        this.sent -= 1
+        p.resolve(false)
         this.end(`provider refused payment: ${m.reason}`)
         return
       }

@@ -6,11 +6,8 @@ import type { SkillDescriptor } from '../skills/descriptor.js'
 import { startLocalProxy, type LocalProxy } from '../tunnel/local-proxy.js'
 import { TunnelRefusedError } from '../tunnel/refusal.js'
 import { connectToProvider, type Connection, type ProviderLink } from './connect.js'
-import { announcedKinds, discoverProviders, KindNotServedError } from './discovery.js'
-import { loadNostrCrypto } from '../nostr/events.js'
-import { sameMintSafe } from '../payments/mint-url.js'
+import { chooseFromRelays, KindNotServedError } from './discovery.js'
 import { localTime } from '../util/local-time.js'
-import { RelayPool } from '../nostr/relay-client.js'
 import { ProviderUnsuitable, SessionClient, type SessionSummary } from './session-client.js'
 import type { SessionFunds } from './session-funds.js'
 
@@ -34,58 +31,6 @@ export interface RentOptions {
   reconnectMs?: number
   /** Nostr relays to choose a provider from (NIP-89 handlers and heartbeats); without them, the swarm topic */
   relays?: string[]
-}
-
-/**
- * Pick a provider from the relays: the best available NIP-89 handler for the
- * kind (online, free capacity, within the price limit). Its swarm key lets us
- * dial it directly. Null when the relays have none or cannot be reached.
- * Throws KindNotServedError when the named provider announces only other
- * kinds: it will not be on this kind's topic, so looking there is pointless.
- */
-export interface ChooseOptions {
-  providerPubkey?: string
-  maxPerMinute?: number
-  /** only providers whose handler lists this mint (the customer's wallet) */
-  mint?: string
-  /** providers already passed over */
-  exclude?: ReadonlyMap<string, string>
-  timeoutMs?: number
-}
-
-export interface Chosen {
-  pubkey: string
-  swarmKey: string
-  /** when its newest heartbeat says it went offline (unix s) */
-  offlineSince?: number
-}
-
-export async function chooseFromRelays(relays: string[], kind: number, opts: ChooseOptions = {}): Promise<Chosen | null> {
-  const timeoutMs = opts.timeoutMs ?? 3000
-  const pool = new RelayPool({ crypto: await loadNostrCrypto(), relays, connectTimeoutMs: timeoutMs })
-  try {
-    const found = await discoverProviders(pool, kind, { timeoutMs, ...(opts.providerPubkey ? { authors: [opts.providerPubkey] } : {}) })
-    if (opts.providerPubkey && found.length === 0) {
-      const kinds = (await announcedKinds(pool, [opts.providerPubkey], timeoutMs)).get(opts.providerPubkey)
-      if (kinds && !kinds.includes(kind)) throw new KindNotServedError(opts.providerPubkey, kinds, kind)
-    }
-    const ok = found.filter(
-      (c) =>
-        (opts.providerPubkey ? true : c.available) &&
-        (opts.maxPerMinute === undefined || (c.handler.pricing.perMinute ?? Infinity) <= opts.maxPerMinute) &&
-        (opts.mint === undefined || c.handler.mints.length === 0 || c.handler.mints.some((m) => sameMintSafe(m, opts.mint!))) &&
-        !opts.exclude?.has(c.pubkey),
-    )
-    const best = ok[0]
-    if (!best) return null
-    const offline = best.heartbeat?.status === 'offline' ? { offlineSince: best.heartbeat.createdAt } : {}
-    return { pubkey: best.pubkey, swarmKey: best.handler.swarmKey, ...offline }
-  } catch (err) {
-    if (err instanceof KindNotServedError) throw err
-    return null
-  } finally {
-    pool.close()
-  }
 }
 
 export const DEFAULT_RECONNECT_MS = 60_000

@@ -4,6 +4,7 @@ import type { SessionFunds } from './session-funds.js'
 import type { WireProof } from '../wire/protocol.js'
 import { sameXOnly } from '../payments/p2pk.js'
 import { localTime } from '../util/local-time.js'
+import { sumAmounts } from '../payments/token.js'
 
 /** Session funds drawn from a Wallet, with the agent's payment key as the refund key. */
 export function walletFunds(wallet: Wallet, mintUrl: string, refundKey: PaymentKey): SessionFunds {
@@ -45,9 +46,8 @@ export async function reclaimExpiredLocks(wallet: Wallet, refundKey: PaymentKey,
  */
 export async function emptyWalletError(wallet: Wallet, o: { amount: number; walletFlags: string }): Promise<Error> {
   const locked = await wallet.lockedProofs().catch(() => [])
-  const sats = locked.reduce((n, l) => n + l.proof.amount, 0)
   const back = locked.length
-    ? `; ${sats} sats are locked to providers until ${localTime(Math.max(...locked.map((l) => l.lock.locktime)))} and come back with \`dvm-wallet balance ${o.walletFlags}\` after that`
+    ? `; ${sumAmounts(locked.map((l) => l.proof))} sats are locked to providers until ${localTime(Math.max(...locked.map((l) => l.lock.locktime)))} and come back with \`dvm-wallet balance ${o.walletFlags}\` after that`
     : ''
   return new Error(`the wallet has no spendable sats${back}; fund it: dvm-wallet fund ${o.amount} ${o.walletFlags}`)
 }

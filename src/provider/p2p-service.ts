@@ -13,6 +13,7 @@ import type { Processor } from '../processors/types.js'
 import { tickMs, type Pricing } from './pricing.js'
 import { PaidSession } from './paid-session.js'
 import { JobRunner } from './job-runner.js'
+import type { BackendProbe } from '../tunnel/backend-probe.js'
 
 export type TickResult = { ok: true; y: string } | { ok: false; code: string; reason: string }
 
@@ -30,10 +31,8 @@ export interface StreamHandler {
   streamCount(id: string): number
 }
 
-/** Whether the tunnel's backend accepts connections: a bounded probe, cached briefly (src/tunnel/backend-probe.ts). */
-export interface BackendHealth {
-  check(): Promise<{ up: true } | { up: false; since: number; error: string }>
-}
+/** Whether the tunnel's backend accepts connections: a bounded probe, cached briefly. */
+export type BackendHealth = Pick<BackendProbe, 'check'>
 
 export interface P2PServiceOptions {
   identity: Identity

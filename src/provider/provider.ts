@@ -10,7 +10,7 @@ import { TickVerifier } from '../payments/tick-verifier.js'
 import { Redeemer, type RedeemedProof } from '../payments/redeemer.js'
 import { Wallet } from '../payments/wallet.js'
 import { createGateway, type Gateway } from '../tunnel/gateway.js'
-import { BackendProbe, type BackendState } from '../tunnel/backend-probe.js'
+import { BackendProbe } from '../tunnel/backend-probe.js'
 import type { PathPolicyOptions } from '../tunnel/path-policy.js'
 import { P2PService, type TickAcceptor } from './p2p-service.js'
 import { RelayJobService } from './relay-jobs.js'
@@ -173,11 +173,6 @@ export class Provider extends EventEmitter {
 
   get swarmPublicKey(): string {
     return this.p2p.swarmPublicKey
-  }
-
-  /** Whether the tunnel's backend accepts connections (probed, at most a second old); null without a backend. */
-  async checkBackend(): Promise<BackendState | null> {
-    return this.backendProbe ? this.backendProbe.check() : null
   }
 
   async start(): Promise<void> {

@@ -8,7 +8,7 @@
  * reaches the backend this way.
  */
 import net from 'node:net'
-import { parseBackendOrigin } from './gateway.js'
+import { originAddress, parseBackendOrigin } from './gateway.js'
 
 export type BackendState =
   | { up: true; checkedAt: number }
@@ -26,10 +26,8 @@ export interface BackendProbeOptions {
 
 /** One bounded TCP connect to the origin's host and port: null when accepted, else why not (ECONNREFUSED, ETIMEDOUT…). */
 export function probeTcp(origin: URL, timeoutMs: number): Promise<string | null> {
-  const port = Number(origin.port) || (origin.protocol === 'https:' ? 443 : 80)
-  const host = origin.hostname.replace(/^\[(.*)\]$/, '$1')
   return new Promise((resolve) => {
-    const socket = net.connect({ host, port })
+    const socket = net.connect(originAddress(origin))
     const done = (error: string | null): void => {
       clearTimeout(timer)
       socket.removeAllListeners()

@@ -364,6 +364,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   }
 }
 
+/** Where a connection to `origin` goes: host (an IPv6 address without brackets) and port. */
+export function originAddress(origin: URL): { host: string; port: number } {
+  return { host: origin.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(origin.port) || (origin.protocol === 'https:' ? 443 : 80) }
+}
+
 /**
  * `origin` in the shape url.parse() gives, which is what http-proxy reads
  * from its `target` (hostname without IPv6 brackets, port null when default).
@@ -372,7 +377,7 @@ function proxyTarget(origin: URL): httpProxy.ServerOptions['target'] {
   return {
     protocol: origin.protocol,
     host: origin.host,
-    hostname: origin.hostname.replace(/^\[(.*)\]$/, '$1'),
+    hostname: originAddress(origin).host,
     port: origin.port || null,
     path: '/',
   } as unknown as httpProxy.ServerOptions['target']
